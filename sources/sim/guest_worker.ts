@@ -1,0 +1,148 @@
+/// <reference lib="deno.worker" />
+/**
+ * A simulated guest's vCPU: runs its program in a Worker, drawing frames into
+ * the framebuffer the guest shares with the backend (SharedArrayBuffer), at
+ * the program's pace, and tells the guest kernel (main thread) which
+ * rectangles it drew, as a program writing to /dev/fb0 would.
+ */
+import { loadProgram } from "./programs/mod.ts";
+import type { DrawTarget, GuestProgram } from "./programs/workloads.ts";
+import type { InputEvent } from "../../pipeline/events.ts";
+import type { Rect } from "../../pipeline/rect.ts";
+import { convertPixels } from "../../pipeline/convert_pixels.ts";
+import { pvFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
+
+/** Messages to the worker. */
+export type ToWorker =
+  | {
+    type: "start";
+    program: string;
+    domid: number;
+    title?: string;
+    sab: SharedArrayBuffer;
+    byteOffset: number;
+    width: number;
+    height: number;
+    stride: number;
+    depth: number;
+    /** Frames a second, or 0 for as fast as the kernel takes them. */
+    rate: number;
+  }
+  | { type: "input"; ev: InputEvent }
+  | { type: "ack" }
+  | { type: "stop" };
+
+/** Messages from the worker. */
+export type FromWorker =
+  | { type: "frame"; n: number; rects: Rect[] }
+  | { type: "error"; message: string };
+
+let program: GuestProgram | undefined;
+let target: DrawTarget;
+let scratch: DrawTarget | undefined; // 32 bpp drawing for guests of other depths
+let out: { bytes: Uint8Array; stride: number; depth: number };
+let n = 0;
+let rate = 60;
+let t0 = 0;
+let stopped = false;
+let waitingAck = false;
+let timer: ReturnType<typeof setTimeout> | undefined;
+
+function nowUs(): number {
+  return Math.floor((performance.timeOrigin + performance.now()) * 1000) % 4294967296;
+}
+
+function publish(rects: Rect[]) {
+  if (!scratch) return;
+  const fb = {
+    width: scratch.width,
+    height: scratch.height,
+    stride: scratch.strideWords * 4,
+    format: XRGB8888,
+    bytes: new Uint8Array(scratch.px.buffer),
+  };
+  for (const r of rects) {
+    if (out.depth === 24) {
+      for (let y = r.y; y < r.y + r.h; y++) {
+        for (let x = r.x; x < r.x + r.w; x++) {
+          const v = scratch.px[y * scratch.strideWords + x], at = y * out.stride + x * 3;
+          out.bytes[at] = v & 255;
+          out.bytes[at + 1] = (v >>> 8) & 255;
+          out.bytes[at + 2] = (v >>> 16) & 255;
+        }
+      }
+    } else {
+      const dst = pvFormat(out.depth)!;
+      convertPixels(fb, r, dst, out.bytes, r.y * out.stride + r.x * (out.depth / 8), out.stride);
+    }
+  }
+}
+
+function frame() {
+  timer = undefined;
+  if (stopped || !program) return;
+  const rects = program.drawFrame(scratch ?? target, n, nowUs());
+  if (scratch && rects.length) publish(rects);
+  const sent = rects.length > 0;
+  if (sent) self.postMessage({ type: "frame", n, rects } satisfies FromWorker);
+  n++;
+  if (rate === 0 && sent) {
+    waitingAck = true; // the next frame once the kernel took this one
+    return;
+  }
+  const period = rate === 0 ? 1000 / 30 : 1000 / rate;
+  const due = t0 + n * period;
+  timer = setTimeout(frame, Math.max(0, due - performance.now()));
+}
+
+self.onmessage = async (e: MessageEvent<ToWorker>) => {
+  const m = e.data;
+  try {
+    if (m.type === "start") {
+      const loaded = await loadProgram(m.program, m.width, m.height, {
+        domid: m.domid,
+        title: m.title,
+      });
+      program = loaded.program;
+      rate = m.rate;
+      out = { bytes: new Uint8Array(m.sab, m.byteOffset), stride: m.stride, depth: m.depth };
+      if (m.depth === 32 && m.stride % 4 === 0 && m.byteOffset % 4 === 0) {
+        target = {
+          px: new Uint32Array(m.sab, m.byteOffset, (m.stride / 4) * m.height),
+          width: m.width,
+          height: m.height,
+          strideWords: m.stride / 4,
+        };
+      } else {
+        scratch = {
+          px: new Uint32Array(m.width * m.height),
+          width: m.width,
+          height: m.height,
+          strideWords: m.width,
+        };
+        target = scratch;
+      }
+      n = 0;
+      t0 = performance.now();
+      frame();
+    } else if (m.type === "input") {
+      program?.input?.(m.ev);
+    } else if (m.type === "ack") {
+      if (waitingAck) {
+        waitingAck = false;
+        frame();
+      }
+    } else if (m.type === "stop") {
+      stopped = true;
+      if (timer !== undefined) clearTimeout(timer);
+      self.close();
+    }
+  } catch (err) {
+    self.postMessage(
+      {
+        type: "error",
+        message: err instanceof Error ? err.message : String(err),
+      } satisfies FromWorker,
+    );
+  }
+};
