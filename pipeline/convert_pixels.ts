@@ -16,12 +16,28 @@
  *    the identity; when `srcMax === 0` then `d = 0` (never a division by zero); when
  *    `dstMax === 0` then `d = 0`. Always `0 <= d <= dstMax`. See {@link scaleComponent}.
  * 3. **Assemble.** `pixel = (dR << redShift) | (dG << greenShift) | (dB << blueShift)`;
- *    bits beyond `bitsPerPixel` are dropped; padding bits are 0.
+ *    bits beyond `bitsPerPixel` are dropped; padding bits are 0. Exception: when
+ *    `sameFormat(src.format, dst)` the bytes are copied as they are, padding bits included.
  *
  * Pixel values are stored in `bitsPerPixel / 8` bytes: little-endian (byte 0 = bits
  * 0-7) or big-endian (byte 0 = the most significant byte). This includes packed 24 bpp
- * (little-endian 24 bpp is bytes B, G, R for {@link RGB888}). 8 bpp ignores the byte
- * order. The host's byte order is checked once and only used to choose a fast path.
+ * (little-endian 24 bpp is bytes B, G, R for `RGB888`; big-endian 24 bpp is R, G, B).
+ * 8 bpp ignores the byte order. The host's byte order is checked once and only used to
+ * choose a fast path.
+ *
+ * ## Fast paths
+ *
+ * - Same format: `Uint8Array.set` per row, or once for the whole block when both strides
+ *   equal the row length.
+ * - 32 bpp host-order source at a 4-byte-aligned offset (and stride) → 32, 16 or 8 bpp:
+ *   read through an `Int32Array` view; written through `Int32Array` (32 bpp), or as
+ *   pixel pairs (16 bpp) / quads (8 bpp) in one 32-bit word where aligned. Each pixel
+ *   costs two table lookups, `lo[v & 0xffff] | hi[v >>> 16]`: tables built (and cached,
+ *   per format pair) from per-component tables of the scaled, shifted and, for a
+ *   destination in the other byte order, byte-swapped component.
+ * - Anything else: a row at a time, read into a scratch row of values with explicit
+ *   byte order, mapped through the same tables (or per-component ones when a source
+ *   field straddles bit 16), written out with explicit byte order.
  *
  * @module
  */
@@ -151,29 +167,11 @@ function swapValue(v: number, swap: Swap): number {
  * a fast path writes through a view whose byte order differs from the destination's).
  */
 function componentTable(srcMax: number, dstMax: number, dstShift: number, swap: Swap): Int32Array {
-  const key = `c${srcMax},${dstMax},${dstShift},${swap}`;
-  let t = cacheGet(key);
-  if (t === undefined) {
-    t = new Int32Array(maskFor(srcMax) + 1);
-    for (let i = 0; i < t.length; i++) {
-      t[i] = swapValue(scaleComponent(i, srcMax, dstMax) << dstShift, swap);
-    }
-    cacheSet(key, t);
+  const t = new Int32Array(maskFor(srcMax) + 1);
+  for (let i = 0; i < t.length; i++) {
+    t[i] = swapValue(scaleComponent(i, srcMax, dstMax) << dstShift, swap);
   }
   return t;
-}
-
-/** Tables by key. Component tables are small; split tables up to 256 KiB each. */
-const tableCache = new Map<string, Int32Array>();
-const TABLE_CACHE_MAX = 64;
-
-function cacheGet(key: string): Int32Array | undefined {
-  return tableCache.get(key);
-}
-
-function cacheSet(key: string, t: Int32Array): void {
-  if (tableCache.size >= TABLE_CACHE_MAX) tableCache.clear();
-  tableCache.set(key, t);
 }
 
 /**
@@ -193,7 +191,7 @@ interface ComponentPlan {
 }
 
 function componentPlan(s: PixelFormat, d: PixelFormat, swap: Swap): ComponentPlan {
-  return {
+  return cached(`c${swap}|${formatKey(s)}|${formatKey(d)}`, () => ({
     rs: s.redShift,
     rm: maskFor(s.redMax),
     rt: componentTable(s.redMax, d.redMax, d.redShift, swap),
@@ -203,8 +201,11 @@ function componentPlan(s: PixelFormat, d: PixelFormat, swap: Swap): ComponentPla
     bs: s.blueShift,
     bm: maskFor(s.blueMax),
     bt: componentTable(s.blueMax, d.blueMax, d.blueShift, swap),
-  };
+  }));
 }
+
+/** Table element types: 32-bit for the generic path and 32 bpp, narrower for 16 and 8 bpp. */
+type Table = Int32Array | Uint16Array | Uint8Array;
 
 /**
  * Split form: `out = lo[v & loMask] | hi[(v >>> 16) & hiMask]`, two lookups per pixel
@@ -212,17 +213,51 @@ function componentPlan(s: PixelFormat, d: PixelFormat, swap: Swap): ComponentPla
  * pixel). Possible when no source field straddles bit 16. Entries are already cut to
  * the destination's bits per pixel (and byte-swapped as asked).
  */
-interface SplitPlan {
-  readonly lo: Int32Array;
+interface SplitPlan<T extends Table> {
+  readonly lo: T;
   readonly loMask: number;
-  readonly hi: Int32Array;
+  readonly hi: T;
   readonly hiMask: number;
+}
+
+/** Plans by format pair. Split tables take up to 256 KiB each, so keep few. */
+const planCache = new Map<string, unknown>();
+const PLAN_CACHE_MAX = 16;
+
+function cached<T>(key: string, build: () => T): T {
+  if (planCache.has(key)) return planCache.get(key) as T;
+  const plan = build();
+  if (planCache.size >= PLAN_CACHE_MAX) planCache.clear();
+  planCache.set(key, plan);
+  return plan;
 }
 
 const formatKey = (f: PixelFormat) =>
   `${f.bitsPerPixel},${f.redMax},${f.greenMax},${f.blueMax},${f.redShift},${f.greenShift},${f.blueShift}`;
 
-function splitPlan(s: PixelFormat, d: PixelFormat, swap: Swap): SplitPlan | undefined {
+const I32 = (a: Int32Array) => a;
+const U16 = (a: Int32Array) => new Uint16Array(a);
+const U8 = (a: Int32Array) => new Uint8Array(a);
+
+/** The split plan for `s` → `d`, tables made by `make`; undefined when a field straddles bit 16. */
+function splitPlan<T extends Table>(
+  s: PixelFormat,
+  d: PixelFormat,
+  swap: Swap,
+  make: (a: Int32Array) => T,
+): SplitPlan<T> | undefined {
+  const key = `s${swap}${make === I32 ? 32 : make === U16 ? 16 : 8}|${formatKey(s)}|${
+    formatKey(d)
+  }`;
+  return cached(key, () => buildSplitPlan(s, d, swap, make));
+}
+
+function buildSplitPlan<T extends Table>(
+  s: PixelFormat,
+  d: PixelFormat,
+  swap: Swap,
+  make: (a: Int32Array) => T,
+): SplitPlan<T> | undefined {
   const bpp = s.bitsPerPixel;
   const comps: [number, number, number, Int32Array][] = [];
   let loBits = 0, hiBits = 0;
@@ -241,33 +276,16 @@ function splitPlan(s: PixelFormat, d: PixelFormat, swap: Swap): SplitPlan | unde
     else hiBits = Math.max(hiBits, top - 16);
     comps.push([shift, mask, top, componentTable(sMax, dMax, dShift, swap)]);
   }
-  const key = `s${formatKey(s)}|${formatKey(d)}|${swap}`;
   const loMask = 2 ** loBits - 1, hiMask = 2 ** hiBits - 1;
-  let lo = cacheGet(key + "lo"), hi = cacheGet(key + "hi");
-  if (lo === undefined || hi === undefined) {
-    const cut = d.bitsPerPixel === 32 ? -1 : 2 ** d.bitsPerPixel - 1;
-    lo = new Int32Array(loMask + 1);
-    hi = new Int32Array(hiMask + 1);
-    for (const [shift, mask, top, t] of comps) {
-      if (top <= 16) { for (let i = 0; i <= loMask; i++) lo[i] |= t[(i >>> shift) & mask]; }
-      else for (let i = 0; i <= hiMask; i++) hi[i] |= t[(i >>> (shift - 16)) & mask];
-    }
-    for (let i = 0; i <= loMask; i++) lo[i] &= cut;
-    for (let i = 0; i <= hiMask; i++) hi[i] &= cut;
-    cacheSet(key + "lo", lo);
-    cacheSet(key + "hi", hi);
+  const cut = d.bitsPerPixel === 32 ? -1 : 2 ** d.bitsPerPixel - 1;
+  const lo = new Int32Array(loMask + 1), hi = new Int32Array(hiMask + 1);
+  for (const [shift, mask, top, t] of comps) {
+    if (top <= 16) { for (let i = 0; i <= loMask; i++) lo[i] |= t[(i >>> shift) & mask]; }
+    else for (let i = 0; i <= hiMask; i++) hi[i] |= t[(i >>> (shift - 16)) & mask];
   }
-  return { lo, loMask, hi, hiMask };
-}
-
-/**
- * Shift form, for 32 → 32 bpp when every maximum is the same on both sides and of the
- * form `2^n - 1`: components move without scaling or clamping.
- */
-function shiftOnly(s: PixelFormat, d: PixelFormat): boolean {
-  return s.redMax === d.redMax && s.greenMax === d.greenMax && s.blueMax === d.blueMax &&
-    maskFor(s.redMax) === s.redMax && maskFor(s.greenMax) === s.greenMax &&
-    maskFor(s.blueMax) === s.blueMax;
+  for (let i = 0; i <= loMask; i++) lo[i] &= cut;
+  for (let i = 0; i <= hiMask; i++) hi[i] &= cut;
+  return { lo: make(lo), loMask, hi: make(hi), hiMask };
 }
 
 // ---------------------------------------------------------------------------
@@ -368,22 +386,17 @@ export function convertPixels(
       : Swap.None;
     // Views on out.buffer from a 4-aligned base at or before outAt.
     const base = outAt - (outAt & 3), lead = outAt - base;
-    const sp = dBits !== 32 || shiftOnly(sf, dst) ? undefined : splitPlan(sf, dst, swap);
+    const sp = dBits !== 32 ? undefined : splitPlan(sf, dst, swap, I32);
     // (b) 32 bpp → 32 bpp, through Int32Array views: shifts, or two table lookups.
     if (dBits === 32 && lead === 0 && (h === 1 || outStride % 4 === 0)) {
       const d32 = new Int32Array(out.buffer, outAt, span >> 2);
-      if (sp === undefined && shiftOnly(sf, dst)) {
-        const move = swap === Swap.S32 ? move32swap : move32;
-        move(s32, sStride32, d32, outStride >> 2, w, h, sf, dst);
-        return out;
-      }
       if (sp !== undefined) {
         conv32to32(s32, sStride32, d32, outStride >> 2, w, h, sp);
         return out;
       }
     }
     // (c) 32 bpp → 16 bpp: Uint16Array view, pixel pairs written as one 32-bit word.
-    const sp16 = dBits === 16 ? splitPlan(sf, dst, swap) : undefined;
+    const sp16 = dBits === 16 ? splitPlan(sf, dst, swap, U16) : undefined;
     if (sp16 !== undefined && lead % 2 === 0 && (h === 1 || outStride % 2 === 0)) {
       const n = lead + span;
       const d16 = new Uint16Array(out.buffer, base, n >> 1);
@@ -392,7 +405,7 @@ export function convertPixels(
       return out;
     }
     // (c) 32 bpp → 8 bpp: four pixels written as one 32-bit word.
-    const sp8 = dBits === 8 ? splitPlan(sf, dst, Swap.None) : undefined;
+    const sp8 = dBits === 8 ? splitPlan(sf, dst, Swap.None, U8) : undefined;
     if (sp8 !== undefined) {
       const n = lead + span;
       const d8 = new Uint8Array(out.buffer, base, n);
@@ -406,7 +419,7 @@ export function convertPixels(
   const row = new Int32Array(w);
   const read = readerFor(sf);
   const write = writerFor(dst);
-  const sp = splitPlan(sf, dst, Swap.None);
+  const sp = splitPlan(sf, dst, Swap.None, I32);
   const cp = sp === undefined ? componentPlan(sf, dst, Swap.None) : undefined;
   for (let j = 0; j < h; j++) {
     read(sBytes, sStart + j * sStride, row, w);
@@ -442,54 +455,6 @@ function copyRows(
   }
 }
 
-function move32(
-  s: Int32Array,
-  sStride: number,
-  d: Int32Array,
-  dStride: number,
-  w: number,
-  h: number,
-  sf: PixelFormat,
-  df: PixelFormat,
-): void {
-  const rs = sf.redShift, gs = sf.greenShift, bs = sf.blueShift;
-  const rm = sf.redMax, gm = sf.greenMax, bm = sf.blueMax;
-  const rd = df.redShift, gd = df.greenShift, bd = df.blueShift;
-  for (let j = 0; j < h; j++) {
-    let si = j * sStride, di = j * dStride;
-    const end = si + w;
-    while (si < end) {
-      const v = s[si++];
-      d[di++] = (((v >>> rs) & rm) << rd) | (((v >>> gs) & gm) << gd) | (((v >>> bs) & bm) << bd);
-    }
-  }
-}
-
-function move32swap(
-  s: Int32Array,
-  sStride: number,
-  d: Int32Array,
-  dStride: number,
-  w: number,
-  h: number,
-  sf: PixelFormat,
-  df: PixelFormat,
-): void {
-  const rs = sf.redShift, gs = sf.greenShift, bs = sf.blueShift;
-  const rm = sf.redMax, gm = sf.greenMax, bm = sf.blueMax;
-  const rd = df.redShift, gd = df.greenShift, bd = df.blueShift;
-  for (let j = 0; j < h; j++) {
-    let si = j * sStride, di = j * dStride;
-    const end = si + w;
-    while (si < end) {
-      const v = s[si++];
-      const u = (((v >>> rs) & rm) << rd) | (((v >>> gs) & gm) << gd) |
-        (((v >>> bs) & bm) << bd);
-      d[di++] = (u << 24) | ((u & 0xff00) << 8) | ((u >>> 8) & 0xff00) | (u >>> 24);
-    }
-  }
-}
-
 function conv32to32(
   s: Int32Array,
   sStride: number,
@@ -497,7 +462,7 @@ function conv32to32(
   dStride: number,
   w: number,
   h: number,
-  p: SplitPlan,
+  p: SplitPlan<Int32Array>,
 ): void {
   const { lo, loMask, hi, hiMask } = p;
   for (let j = 0; j < h; j++) {
@@ -505,7 +470,7 @@ function conv32to32(
     const end = si + w;
     while (si < end) {
       const v = s[si++];
-      d[di++] = lo[v & loMask] | hi[(v >>> 16) & hiMask];
+      d[di++] = 1 ^ lo[v & loMask] | hi[(v >>> 16) & hiMask];
     }
   }
 }
@@ -525,7 +490,7 @@ function conv32to16(
   stride: number,
   w: number,
   h: number,
-  p: SplitPlan,
+  p: SplitPlan<Uint16Array>,
 ): void {
   const { lo, loMask, hi, hiMask } = p;
   for (let j = 0; j < h; j++) {
@@ -564,7 +529,7 @@ function conv32to8(
   stride: number,
   w: number,
   h: number,
-  p: SplitPlan,
+  p: SplitPlan<Uint8Array>,
 ): void {
   const { lo, loMask, hi, hiMask } = p;
   for (let j = 0; j < h; j++) {
@@ -594,7 +559,7 @@ function conv32to8(
   }
 }
 
-function mapRowSplit(row: Int32Array, w: number, p: SplitPlan): void {
+function mapRowSplit(row: Int32Array, w: number, p: SplitPlan<Int32Array>): void {
   const { lo, loMask, hi, hiMask } = p;
   for (let i = 0; i < w; i++) {
     const v = row[i];
@@ -646,8 +611,7 @@ function read16le(b: Uint8Array, at: number, row: Int32Array, w: number): void {
   for (let i = 0; i < w; i++, at += 2) row[i] = b[at] | (b[at + 1] << 8);
 }
 function read16be(b: Uint8Array, at: number, row: Int32Array, w: number): void {
-  row[0] = 1;
-  for (let i = 1; i < w; i++, at += 2) row[i] = (b[at] << 8) | b[at + 1];
+  for (let i = 0; i < w; i++, at += 2) row[i] = (b[at] << 8) | b[at + 1];
 }
 function read24le(b: Uint8Array, at: number, row: Int32Array, w: number): void {
   for (let i = 0; i < w; i++, at += 3) row[i] = b[at] | (b[at + 1] << 8) | (b[at + 2] << 16);

@@ -1,4 +1,4 @@
-import { config, filter, firstValueFrom, map, type Observable, type Observer } from "rxjs";
+import { config, type Observable, type Observer } from "rxjs";
 import type { DisplayEvent, InputEvent } from "../pipeline/events.ts";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
 import { type BackendPhase, XenbusBackend } from "./device/backend.ts";
@@ -118,13 +118,7 @@ export async function attach(opts: AttachOptions): Promise<Guest> {
     input: vkbd.input,
     framebuffer: () => vfb.framebuffer,
     pointerIsAbsolute: () => vkbd.absolute,
-    connected: () =>
-      firstValueFrom(
-        display$.pipe(
-          filter((e): e is DisplayEvent & { type: "resize" } => e.type === "resize"),
-          map((e) => e.fb),
-        ),
-      ),
+    connected: () => vfb.whenConnected(),
     phases,
     close: async () => {
       for (const b of backends) await b.stop();

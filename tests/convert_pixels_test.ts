@@ -508,3 +508,26 @@ Deno.test("errors: out too small, bad offsets and strides, unsupported formats",
   const cmap = { ...fb, format: { ...XRGB8888, trueColour: false } };
   assertThrows(() => convertPixels(cmap, r, RGB565), RangeError);
 });
+
+Deno.test("fields reaching past the pixel: bits beyond read as 0, bits beyond are dropped", () => {
+  const rnd = mulberry32(11);
+  const width = 21, height = 3, stride = width * 4;
+  const bytes = new Uint8Array(stride * height);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rnd() * 256);
+  const fb = { width, height, stride, format: XRGB8888, bytes };
+  const wide8: PixelFormat = { ...RGB332, redShift: 6, greenShift: 3, blueShift: 0 };
+  const wide16: PixelFormat = { ...RGB565, redShift: 12, bigEndian: true };
+  const wide24: PixelFormat = { ...RGB888, redShift: 20, redMax: 255 };
+  for (const dst of [wide8, wide16, wide24, { ...XRGB8888, redShift: 28 }]) {
+    for (const r of [rect(0, 0, width, height), rect(1, 1, 13, 2)]) {
+      const got = convertPixels(fb, r, dst);
+      const want = new Uint8Array(got.length);
+      refConvert(fb, r, dst, want, 0, r.w * bytesPerPixel(dst));
+      assertStrictEquals(hex(got), hex(want), JSON.stringify(dst));
+    }
+  }
+  // A 16 bpp source whose red field runs past bit 15 reads the missing bits as 0.
+  const src: PixelFormat = { ...RGB565, redShift: 12, redMax: 255 };
+  const one = onePixel(src, 0xf000);
+  assertEquals(Array.from(convertPixels(one, ONE, XRGB8888)), [0x00, 0x00, 0x0f, 0x00]);
+});

@@ -39,6 +39,7 @@ export async function rig(
   if (boot) {
     await sim.boot();
     await guest.connected();
+    await waitFor(() => sim.fbfront!.isConnected, "fbfront Connected");
   }
   return {
     xen,

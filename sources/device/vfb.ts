@@ -1,5 +1,5 @@
-import { Observable, Subject, type Subscription } from "rxjs";
-import type { DisplayEvent } from "../../pipeline/events.ts";
+import { filter, firstValueFrom, map, Observable, Subject, type Subscription } from "rxjs";
+import type { DisplayEvent, ResizeEvent } from "../../pipeline/events.ts";
 import type { Framebuffer } from "../../pipeline/framebuffer.ts";
 import { pvFormat } from "../../pipeline/pixel_format.ts";
 import type { Rect } from "../../pipeline/rect.ts";
@@ -87,6 +87,17 @@ export class VfbDevice implements DeviceOps {
         this.updateRefresh();
       };
     });
+  }
+
+  /** Resolves with the framebuffer once connected, without counting as a watcher. */
+  whenConnected(): Promise<Framebuffer> {
+    if (this.current) return Promise.resolve(this.current);
+    return firstValueFrom(
+      this.events.pipe(
+        filter((e): e is ResizeEvent => e.type === "resize"),
+        map((e) => e.fb),
+      ),
+    );
   }
 
   /** The framebuffer as it is now, if connected. */

@@ -134,7 +134,9 @@ export class FbFront {
       await tx.write(`${this.fe}/feature-update`, "1");
     });
     await xs.write(`${this.fe}/state`, String(XenbusState.Initialised));
-    this.subs.push(xs.watch(`${this.be}/state`).subscribe(() => this.onBackendChanged()));
+    this.subs.push(
+      xs.watch(`${this.be}/state`).subscribe(() => this.onBackendChanged().catch(() => {})),
+    );
   }
 
   /** xenfb_backend_changed: Connected on InitWait; read the backend's keys once it is Connected. */
@@ -293,6 +295,12 @@ export class FbFront {
       this.evtchn?.notify();
     }
     this.refresh(undefined);
+  }
+
+  /** Stops reacting to the backend (the guest was paused or destroyed). */
+  detach(): void {
+    this.subs.forEach((s) => s.unsubscribe());
+    this.subs = [];
   }
 
   /** Frontend Closing, then Closed, and gives its memory back (shutdown or reboot). */

@@ -191,9 +191,12 @@ export class SimGuest {
   }
 
   /** Stops everything this guest runs (the domain itself stays). */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.stopProgram();
+    this.fbfront?.detach();
+    this.kbdfront?.detach();
     this.inputLog?.close();
     this.inputLog = undefined;
+    return Promise.resolve();
   }
 }

@@ -56,7 +56,9 @@ export class KbdFront {
       await tx.write(`${this.fe}/event-channel`, String(this.evtchn!.localPort));
     });
     await xs.write(`${this.fe}/state`, String(XenbusState.Initialised));
-    this.subs.push(xs.watch(`${this.be}/state`).subscribe(() => this.onBackendChanged()));
+    this.subs.push(
+      xs.watch(`${this.be}/state`).subscribe(() => this.onBackendChanged().catch(() => {})),
+    );
   }
 
   private async onBackendChanged() {
@@ -104,6 +106,12 @@ export class KbdFront {
       storeIndex(idx, XENKBD_PAGE.in_cons, prod);
       this.evtchn?.notify();
     }
+  }
+
+  /** Stops reacting to the backend (the guest was paused or destroyed). */
+  detach(): void {
+    this.subs.forEach((s) => s.unsubscribe());
+    this.subs = [];
   }
 
   async close(): Promise<void> {

@@ -25,8 +25,8 @@ export class SimDomain {
  * writes). `platform()` gives the backend's view of it.
  */
 export class SimXen {
-  readonly xenstored = new SimXenstoreDaemon();
-  readonly evtchn = new SimEvtchnHub();
+  readonly xenstored: SimXenstoreDaemon = new SimXenstoreDaemon();
+  readonly evtchn: SimEvtchnHub = new SimEvtchnHub();
   private readonly domains = new Map<number, SimDomain>();
   private readonly memory = new SimGuestMemory(0, (d) => this.domains.get(d)?.memory);
   private readonly toolstack: Xenstore = this.xenstored.connect(0);
