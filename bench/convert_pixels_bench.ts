@@ -97,3 +97,15 @@ Deno.bench({
     convertPixels(fb, full, XRGB8888);
   },
 });
+
+// The floor for any per-pixel JavaScript loop: read a 32-bit word, store 16 bits, no
+// conversion at all. Shows how near a table-driven conversion can come to the copy.
+const s32 = new Int32Array(bytes.buffer, 0, W * H);
+const d16 = new Uint16Array(W * H);
+Deno.bench({
+  name: "floor: per-pixel loop d16[i] = s32[i] (no conversion)",
+  group: "convert",
+  fn() {
+    for (let i = 0; i < s32.length; i++) d16[i] = s32[i];
+  },
+});

@@ -387,7 +387,7 @@ export function convertPixels(
     // Views on out.buffer from a 4-aligned base at or before outAt.
     const base = outAt - (outAt & 3), lead = outAt - base;
     const sp = dBits !== 32 ? undefined : splitPlan(sf, dst, swap, I32);
-    // (b) 32 bpp → 32 bpp, through Int32Array views: shifts, or two table lookups.
+    // (b) 32 bpp → 32 bpp, through Int32Array views, two table lookups a pixel.
     if (dBits === 32 && lead === 0 && (h === 1 || outStride % 4 === 0)) {
       const d32 = new Int32Array(out.buffer, outAt, span >> 2);
       if (sp !== undefined) {
@@ -470,7 +470,7 @@ function conv32to32(
     const end = si + w;
     while (si < end) {
       const v = s[si++];
-      d[di++] = 1 ^ lo[v & loMask] | hi[(v >>> 16) & hiMask];
+      d[di++] = lo[v & loMask] | hi[(v >>> 16) & hiMask];
     }
   }
 }

@@ -58,7 +58,7 @@ export interface Guest {
  *
  * @example
  * ```ts
- * import { attach, SimGuest, SimXen } from "./mod.ts";
+ * import { attach, SimGuest, SimXen } from "../mod.ts";
  * import { filter, firstValueFrom } from "rxjs";
  *
  * const xen = new SimXen();

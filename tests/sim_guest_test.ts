@@ -205,11 +205,19 @@ Deno.test("sim guest program: a workload drawn in the Worker shows the spec's pi
     await r.sim.stop(); // freeze the guest, then compare with a reference draw
     const fb = r.guest.framebuffer()!;
     const px = new Uint32Array(fb.bytes.buffer, fb.bytes.byteOffset, 320 * 200);
-    const ref = new Uint32Array(320 * 200);
-    const target = { px: ref, width: 320, height: 200, strideWords: 320 };
-    createWorkload("cursor", 320, 200).drawFrame(target, r.sim.lastFrame, 0);
-    // The stamp's time differs; everything below the stamp must be equal.
-    assertEquals(px.subarray(320 * 16), ref.subarray(320 * 16));
+    const drawn = (n: number) => {
+      const ref = new Uint32Array(320 * 200);
+      createWorkload("cursor", 320, 200).drawFrame(
+        { px: ref, width: 320, height: 200, strideWords: 320 },
+        n,
+        0,
+      );
+      // The stamp's time differs; everything below the stamp must be equal.
+      return ref.subarray(320 * 16).every((v, i) => px[320 * 16 + i] === v);
+    };
+    const n = r.sim.lastFrame;
+    assert(drawn(n) || drawn(n + 1) || drawn(n + 2), `frame ${n} or the next`);
+    const target = { px, width: 320, height: 200, strideWords: 320 };
     assert(frameCrc32(target).length === 8);
     sub.unsubscribe();
   } finally {
@@ -226,34 +234,38 @@ for (const depth of [8, 16, 24]) {
       await r.sim.stop();
       const fb = r.guest.framebuffer()!;
       assertEquals(fb.format.bitsPerPixel, depth);
-      const ref = new Uint32Array(64 * 32);
-      createWorkload("desktop", 64, 32).drawFrame(
-        { px: ref, width: 64, height: 32, strideWords: 64 },
-        r.sim.lastFrame,
-        0,
-      );
-      const refFb = {
-        width: 64,
-        height: 32,
-        stride: 256,
-        format: XRGB8888,
-        bytes: new Uint8Array(ref.buffer),
-      };
-      const below = { x: 0, y: 16, w: 64, h: 16 };
-      if (depth === 24) {
-        for (let i = 0; i < 64 * 16; i++) {
-          const v = ref[64 * 16 + i], at = 16 * fb.stride + i * 3;
-          assertEquals([fb.bytes[at], fb.bytes[at + 1], fb.bytes[at + 2]], [
-            v & 255,
-            (v >> 8) & 255,
-            (v >> 16) & 255,
-          ]);
+      // The Worker may have drawn a frame it had not announced yet when stopped.
+      const matches = (n: number) => {
+        const ref = new Uint32Array(64 * 32);
+        createWorkload("desktop", 64, 32).drawFrame(
+          { px: ref, width: 64, height: 32, strideWords: 64 },
+          n,
+          0,
+        );
+        const refFb = {
+          width: 64,
+          height: 32,
+          stride: 256,
+          format: XRGB8888,
+          bytes: new Uint8Array(ref.buffer),
+        };
+        const below = { x: 0, y: 16, w: 64, h: 16 };
+        if (depth === 24) {
+          for (let i = 0; i < 64 * 16; i++) {
+            const v = ref[64 * 16 + i], at = 16 * fb.stride + i * 3;
+            if (
+              fb.bytes[at] !== (v & 255) || fb.bytes[at + 1] !== ((v >> 8) & 255) ||
+              fb.bytes[at + 2] !== ((v >> 16) & 255)
+            ) return false;
+          }
+          return true;
         }
-      } else {
         const want = convertPixels(refFb, below, fb.format);
         const got = convertPixels(fb, below, fb.format);
-        assertEquals(got, want);
-      }
+        return want.every((b, i) => got[i] === b);
+      };
+      const n = r.sim.lastFrame;
+      assert(matches(n) || matches(n + 1) || matches(n + 2), `frame ${n} or the next`);
       sub.unsubscribe();
     } finally {
       await r.stop();
