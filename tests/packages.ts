@@ -3,6 +3,7 @@ export const TEST_PACKAGES = [
   "gcc", // tests/layout_test.ts compiles against Xen's headers
   "libc6-dev",
   "libxen-dev", // xen/io/fbif.h, kbdif.h
+  "openssl", // self-signed certificates for the TLS tests
 ];
 
 /** True when running under CI, where a skipped real-peer test is a failure. */

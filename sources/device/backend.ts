@@ -73,6 +73,11 @@ export class XenbusBackend {
   fail(reason: string): void {
     this.failed = true;
     this.teardown(reason);
+    try {
+      this.ops.disconnect(reason); // also when a connect() in progress mapped things
+    } catch (e) {
+      this.log.error(`disconnect failed: ${e}`);
+    }
     const xs = this.platform.xenstore;
     xs.write(`${this.be}/error`, reason.slice(0, 200))
       .then(() => this.setState(XenbusState.Closing))
@@ -202,10 +207,12 @@ export class XenbusBackend {
 
     if (
       (beState === XenbusState.InitWait || beState === XenbusState.Connected) &&
-      (feState === XenbusState.Initialised || feState === XenbusState.Connected) && !this.mapped
+      (feState === XenbusState.Initialised || feState === XenbusState.Connected) && !this.mapped &&
+      !this.failed
     ) {
       try {
         await this.ops.connect(this.be, fe);
+        if (this.failed) throw new Error("the guest misbehaved while connecting");
       } catch (e) {
         const reason = e instanceof Error ? e.message : String(e);
         this.log.error(`refusing the frontend: ${reason}`);

@@ -60,6 +60,7 @@ export class VfbDevice implements DeviceOps {
   private current: Framebuffer | undefined;
   private watchers = 0;
   private clipWarned = 0;
+  private resizes = 0;
   private readonly maxFbBytes: number;
   private readonly refreshMs: number;
 
@@ -239,13 +240,17 @@ export class VfbDevice implements DeviceOps {
       } else if (e.type === "resize") {
         const g = configureFb(c.fbLen, e.width, e.height, e.depth, e.stride, e.offset);
         if (typeof g === "string") {
-          this.log.warn(`resize ${e.width}x${e.height}x${e.depth} refused: ${g}`);
+          this.warnClip(`resize ${e.width}x${e.height}x${e.depth} refused: ${g}`);
           continue;
         }
         if (rects.length) this.events.next({ type: "damage", rects: rects.splice(0) });
-        this.log.info(
-          `guest resized to ${g.width}x${g.height}x${g.depth}, line length ${g.stride}`,
-        );
+        this.resizes++;
+        if (this.resizes <= 20 || this.resizes % 10000 === 0) {
+          this.log.info(
+            `guest resized to ${g.width}x${g.height}x${g.depth}, line length ${g.stride}` +
+              (this.resizes > 20 ? ` (${this.resizes} resizes so far)` : ""),
+          );
+        }
         this.setGeometry(g);
       } else {
         this.warnClip(`unknown out event type ${e.code} ignored`);
