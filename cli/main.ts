@@ -5,6 +5,7 @@ import { SimGuest } from "../sources/sim/guest.ts";
 import { SimXen } from "../sources/sim/platform.ts";
 import { PROGRAM_NAMES } from "../sources/sim/programs/mod.ts";
 import { findXen } from "../sources/xen/detect.ts";
+import { parseVncAddress, serveVnc, type SharePolicy } from "../sinks/vnc/mod.ts";
 
 export const USAGE = `Usage: deno run -A mod.ts [--sim] --domid N [options]
 
@@ -18,6 +19,13 @@ rxfb serves the display and input of a Xen PV guest's vfb/vkbd.
   --rate FPS|max       sim: frames a second the guest program offers (default 60)
   --flavour F          sim: frontend like "linux" (default) or "minios" (obeys refresh period)
   --input-log FILE     sim: the guest appends each input event it reads as a JSON line
+  --vnc HOST:DISPLAY   VNC server on port 5900+DISPLAY (default 127.0.0.1:DOMID); "none" for no VNC
+  --vnc-unused         take the first free display from DISPLAY on
+  --password-file FILE VNC authentication with the password on the file's first line
+  --tls-cert FILE      VeNCrypt TLS certificate (PEM), with --tls-key
+  --tls-key FILE       VeNCrypt TLS private key (PEM)
+  --keymap NAME        keyboard layout for keysym clients (default en-us; de, fr, ...)
+  --share POLICY       allow-exclusive (default), force-shared or ignore, as QEMU's share=
   --quiet              log warnings and errors only
   -h, --help           this text
 `;
@@ -32,6 +40,13 @@ const FLAGS = {
   rate: { type: "string" },
   flavour: { type: "string" },
   "input-log": { type: "string" },
+  vnc: { type: "string" },
+  "vnc-unused": { type: "boolean" },
+  "password-file": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  keymap: { type: "string" },
+  share: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -50,6 +65,14 @@ export interface CliOptions {
   rate: number | "max";
   flavour: "linux" | "minios";
   inputLog?: string;
+  /** undefined: the default address; null: no VNC server. */
+  vnc?: string | null;
+  vncUnused: boolean;
+  passwordFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  keymap?: string;
+  share: SharePolicy;
   quiet: boolean;
   help: boolean;
 }
@@ -86,7 +109,29 @@ export function parseCli(args: string[]): CliOptions {
   if (flavour !== "linux" && flavour !== "minios") {
     throw new UsageError(`--flavour must be linux or minios`);
   }
+  const share = s("share") ?? "allow-exclusive";
+  if (share !== "allow-exclusive" && share !== "force-shared" && share !== "ignore") {
+    throw new UsageError(`--share must be allow-exclusive, force-shared or ignore`);
+  }
+  const vnc = s("vnc") === "none" ? null : s("vnc");
+  if (vnc) {
+    try {
+      parseVncAddress(vnc, domid);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
+  if (!!s("tls-cert") !== !!s("tls-key")) {
+    throw new UsageError("--tls-cert and --tls-key go together");
+  }
   return {
+    vnc,
+    vncUnused: f["vnc-unused"] === true,
+    passwordFile: s("password-file"),
+    tlsCert: s("tls-cert"),
+    tlsKey: s("tls-key"),
+    keymap: s("keymap"),
+    share,
     domid,
     sim: f.sim === true,
     guest: s("guest") ?? "demo",
@@ -152,14 +197,39 @@ export async function main(args: string[]): Promise<number> {
   await guest.boot();
   const fb = await served.connected();
   log.info(`dom${o.domid}: serving ${fb.width}x${fb.height} framebuffer; Ctrl-C stops`);
-  const sub = served.display$.subscribe(); // keeps the guest refreshing until a sink attaches
+  const name = (await xen.platform().xenstore.read(`/local/domain/${o.domid}/name`)) ??
+    `domain ${o.domid}`;
+  let vnc;
+  if (o.vnc !== null) {
+    try {
+      vnc = await serveVnc(served, {
+        address: o.vnc,
+        defaultDisplay: o.domid,
+        unused: o.vncUnused,
+        passwordFile: o.passwordFile,
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
+        keymap: o.keymap,
+        share: o.share,
+        name,
+        log: log.child(`dom${o.domid} vnc`),
+      });
+    } catch (e) {
+      console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+      await guest.stop();
+      await served.close();
+      return 1;
+    }
+  }
+  const sub = vnc ? undefined : served.display$.subscribe(); // keep the guest refreshing
 
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
   });
-  sub.unsubscribe();
+  sub?.unsubscribe();
+  vnc?.close();
   await guest.stop();
   await served.close();
   log.info("stopped");

@@ -1,0 +1,282 @@
+/**
+ * Hextile encoding (5): 16x16 tiles, left to right, top to bottom, each one of
+ *
+ * - solid: background only (BackgroundSpecified when it changed, else no byte but the mask);
+ * - mono: background plus subrectangles of one foreground colour (AnySubrects,
+ *   ForegroundSpecified when the foreground changed);
+ * - coloured: background plus subrectangles each with its colour (SubrectsColoured);
+ * - raw: whenever the subrectangle form would not be smaller.
+ *
+ * Background and foreground carry over between tiles; after a raw tile both are
+ * sent again, and the foreground after a coloured tile, since decoders differ on
+ * what such tiles leave behind. The background is a tile's most common colour;
+ * subrectangles are grown right, then down (or down, then right, when that covers
+ * more), over pixels of their colour.
+ *
+ * @module
+ */
+import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
+import type { Rect } from "../../../pipeline/rect.ts";
+import { type ByteWriter, rectHeader } from "../bytes.ts";
+import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
+import { ClientPixels, putPixel } from "./raw.ts";
+
+/** Subencoding mask bits. */
+export const Hextile = {
+  Raw: 1,
+  BackgroundSpecified: 2,
+  ForegroundSpecified: 4,
+  AnySubrects: 8,
+  SubrectsColoured: 16,
+} as const;
+
+/** Hextile for one connection (stateless between rectangles, as the spec requires). */
+export class HextileEncoder implements RectEncoder {
+  readonly encoding = Encoding.Hextile;
+  private readonly pixels = new ClientPixels();
+  private readonly tile = new Int32Array(256);
+  private readonly done = new Uint8Array(256);
+  /** Per row of a two-colour tile: foreground bits, and those not yet covered. */
+  private readonly rows = new Int32Array(16);
+  private readonly left = new Int32Array(16);
+  // Subrectangles found in the current tile: colour, packed x/y, packed w/h.
+  private readonly subC = new Int32Array(256);
+  private readonly subXY = new Uint8Array(256);
+  private readonly subWH = new Uint8Array(256);
+  // Colour histogram (open addressing, 512 slots, valid where gen matches).
+  private readonly hKey = new Int32Array(512);
+  private readonly hCount = new Uint16Array(512);
+  private readonly hGen = new Uint32Array(512);
+  private gen = 0;
+  /** How many colours the last {@link mostCommon} saw. */
+  private distinct = 0;
+
+  encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {
+    if (r.w <= 0 || r.h <= 0) return 0;
+    rectHeader(out, r.x, r.y, r.w, r.h, Encoding.Hextile);
+    const block = this.pixels.read(fb, r, opts.pf);
+    const bpp = block.bpp;
+    const tiles = Math.ceil(r.w / 16) * Math.ceil(r.h / 16);
+    // No tile is larger than raw (1 + 256 * bpp).
+    const { buf } = out.target(tiles + r.w * r.h * bpp);
+    let o = out.length;
+    const t = this.tile;
+    let bgValid = false, fgValid = false, bg = 0, fg = 0;
+    for (let ty = 0; ty < r.h; ty += 16) {
+      const th = Math.min(16, r.h - ty);
+      for (let tx = 0; tx < r.w; tx += 16) {
+        const tw = Math.min(16, r.w - tx);
+        const n = tw * th;
+        ClientPixels.copyTile(block, tx, ty, tw, th, t);
+
+        // Up to two colours and their counts; `many` when there are more.
+        const c0 = t[0];
+        let c1 = 0, n0 = 1, n1 = 0, many = false;
+        for (let i = 1; i < n; i++) {
+          const v = t[i];
+          if (v === c0) n0++;
+          else if (n1 === 0) {
+            c1 = v;
+            n1 = 1;
+          } else if (v === c1) n1++;
+          else {
+            many = true;
+            break;
+          }
+        }
+
+        if (n1 === 0) {
+          // Solid.
+          if (bgValid && bg === c0) buf[o++] = 0;
+          else {
+            buf[o++] = Hextile.BackgroundSpecified;
+            o = putPixel(buf, o, c0, bpp);
+            bg = c0;
+            bgValid = true;
+          }
+          continue;
+        }
+
+        const tileBg = many ? this.mostCommon(n) : n0 >= n1 ? c0 : c1;
+        const rawSize = 1 + n * bpp;
+        const bgCost = bgValid && bg === tileBg ? 0 : bpp;
+        let size: number, k: number;
+        if (!many) {
+          const tileFg = tileBg === c0 ? c1 : c0;
+          const fgCost = fgValid && fg === tileFg ? 0 : bpp;
+          const fixed = 2 + bgCost + fgCost;
+          k = this.monoSubrects(tw, th, tileBg, Math.min(255, (rawSize - fixed - 1) >> 1));
+          size = fixed + 2 * k;
+          if (k >= 0 && size < rawSize) {
+            let mask = Hextile.AnySubrects;
+            if (bgCost) mask |= Hextile.BackgroundSpecified;
+            if (fgCost) mask |= Hextile.ForegroundSpecified;
+            buf[o++] = mask;
+            if (bgCost) o = putPixel(buf, o, tileBg, bpp);
+            if (fgCost) o = putPixel(buf, o, tileFg, bpp);
+            buf[o++] = k;
+            for (let s = 0; s < k; s++) {
+              buf[o++] = this.subXY[s];
+              buf[o++] = this.subWH[s];
+            }
+            bg = tileBg;
+            fg = tileFg;
+            bgValid = fgValid = true;
+            continue;
+          }
+        } else {
+          const fixed = 2 + bgCost;
+          const limit = Math.min(255, ((rawSize - fixed - 1) / (bpp + 2)) | 0);
+          // Each colour but the background needs a subrectangle at least.
+          k = this.distinct - 1 > limit ? -1 : this.subrects(tw, th, tileBg, limit);
+          size = fixed + (bpp + 2) * k;
+          if (k >= 0 && size < rawSize) {
+            buf[o++] = Hextile.AnySubrects | Hextile.SubrectsColoured |
+              (bgCost ? Hextile.BackgroundSpecified : 0);
+            if (bgCost) o = putPixel(buf, o, tileBg, bpp);
+            buf[o++] = k;
+            for (let s = 0; s < k; s++) {
+              o = putPixel(buf, o, this.subC[s], bpp);
+              buf[o++] = this.subXY[s];
+              buf[o++] = this.subWH[s];
+            }
+            bg = tileBg;
+            bgValid = true;
+            fgValid = false;
+            continue;
+          }
+        }
+
+        // Raw.
+        buf[o++] = Hextile.Raw;
+        if (bpp === 4) {
+          for (let i = 0; i < n; i++, o += 4) {
+            const v = t[i];
+            buf[o] = v;
+            buf[o + 1] = v >>> 8;
+            buf[o + 2] = v >>> 16;
+            buf[o + 3] = v >>> 24;
+          }
+        } else {
+          for (let i = 0; i < n; i++) o = putPixel(buf, o, t[i], bpp);
+        }
+        bgValid = fgValid = false;
+      }
+    }
+    out.length = o;
+    return 1;
+  }
+
+  /** The most common colour of the tile's first `n` pixels. */
+  private mostCommon(n: number): number {
+    const t = this.tile, key = this.hKey, cnt = this.hCount, gen = this.hGen;
+    let g = this.gen = (this.gen + 1) >>> 0;
+    if (g === 0) {
+      gen.fill(0);
+      g = this.gen = 1;
+    }
+    let best = t[0], bestN = 0, prev = t[0] + 1, slot = 0, distinct = 0;
+    for (let i = 0; i < n; i++) {
+      const v = t[i];
+      if (v !== prev) {
+        prev = v;
+        slot = Math.imul(v, 0x9e3779b1) >>> 23;
+        for (;;) {
+          if (gen[slot] !== g) {
+            gen[slot] = g;
+            key[slot] = v;
+            cnt[slot] = 0;
+            distinct++;
+            break;
+          }
+          if (key[slot] === v) break;
+          slot = (slot + 1) & 511;
+        }
+      }
+      const c = ++cnt[slot];
+      if (c > bestN) {
+        bestN = c;
+        best = v;
+      }
+    }
+    this.distinct = distinct;
+    return best;
+  }
+
+  /**
+   * As {@link subrects} for a two-colour tile (into subXY/subWH only), on bit masks:
+   * bit x of `rows[y]` is set where pixel (x, y) is not the background.
+   */
+  private monoSubrects(tw: number, th: number, bg: number, limit: number): number {
+    const t = this.tile, rows = this.rows, left = this.left;
+    for (let y = 0, i = 0; y < th; y++) {
+      let m = 0;
+      for (let x = 0; x < tw; x++, i++) if (t[i] !== bg) m |= 1 << x;
+      rows[y] = left[y] = m;
+    }
+    let k = 0;
+    for (let y = 0; y < th; y++) {
+      let m = left[y];
+      while (m !== 0) {
+        if (k >= limit) return -1;
+        const x = 31 - Math.clz32(m & -m); // lowest set bit
+        const run = ~(m >>> x);
+        const len = 31 - Math.clz32(run & -run); // trailing ones of m >>> x
+        const bits = len >= 16 ? 0xffff << x : ((1 << len) - 1) << x;
+        // Down while the next row has the whole run (covered pixels included).
+        let y2 = y + 1;
+        while (y2 < th && (rows[y2] & bits) === bits) y2++;
+        for (let yy = y + 1; yy < y2; yy++) left[yy] &= ~bits;
+        m &= ~bits;
+        this.subXY[k] = (x << 4) | y;
+        this.subWH[k] = ((len - 1) << 4) | (y2 - y - 1);
+        k++;
+      }
+    }
+    return k;
+  }
+
+  /**
+   * Finds subrectangles covering every pixel not of colour `bg` (into subC/subXY/subWH);
+   * returns their number, or -1 when more than `limit` would be needed.
+   */
+  private subrects(tw: number, th: number, bg: number, limit: number): number {
+    const t = this.tile, done = this.done;
+    done.fill(0, 0, tw * th);
+    let k = 0;
+    for (let y = 0; y < th; y++) {
+      const row = y * tw;
+      for (let x = 0; x < tw; x++) {
+        const i = row + x;
+        const c = t[i];
+        if (c === bg || done[i]) continue;
+        if (k >= limit) return -1;
+        // Right, then down.
+        let x2 = x + 1;
+        while (x2 < tw && t[row + x2] === c) x2++;
+        let y2 = y + 1;
+        down: for (; y2 < th; y2++) {
+          const r2 = y2 * tw;
+          for (let xx = x; xx < x2; xx++) if (t[r2 + xx] !== c) break down;
+        }
+        // Down, then right.
+        let yb = y + 1;
+        while (yb < th && t[yb * tw + x] === c) yb++;
+        let xb = x + 1;
+        right: for (; xb < tw; xb++) {
+          for (let yy = y; yy < yb; yy++) if (t[yy * tw + xb] !== c) break right;
+        }
+        if ((xb - x) * (yb - y) > (x2 - x) * (y2 - y)) {
+          x2 = xb;
+          y2 = yb;
+        }
+        for (let yy = y; yy < y2; yy++) done.fill(1, yy * tw + x, yy * tw + x2);
+        this.subC[k] = c;
+        this.subXY[k] = (x << 4) | y;
+        this.subWH[k] = ((x2 - x - 1) << 4) | (y2 - y - 1);
+        k++;
+      }
+    }
+    return k;
+  }
+}

@@ -1,0 +1,322 @@
+/**
+ * ZRLE encoding (16): 64x64 tiles, each raw, solid, packed palette, plain RLE or
+ * palette RLE (whichever is smallest before zlib), all of a rectangle deflated on
+ * the connection's one zlib stream and ended with a `Z_SYNC_FLUSH`; on the wire a
+ * U32 length, then the zlib data.
+ *
+ * Pixels travel as CPIXELs: 3 bytes when the client's format is 32 bpp true colour
+ * of depth <= 24 whose colour bits all fit in the least (preferred) or the most
+ * significant three bytes of the pixel value, else a whole PIXEL.
+ *
+ * @module
+ */
+import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
+import { bytesPerPixel, type PixelFormat } from "../../../pipeline/pixel_format.ts";
+import type { Rect } from "../../../pipeline/rect.ts";
+import { type ByteWriter, rectHeader } from "../bytes.ts";
+import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
+import { createDeflate, type DeflateStream } from "../zlib.ts";
+import { ClientPixels } from "./raw.ts";
+
+/** zlib level when the client sent no CompressLevel pseudo-encoding (see the bench). */
+export const ZRLE_DEFAULT_LEVEL = 1;
+
+/** At levels up to this, rectangles of mostly raw tiles are deflated with the "rle" strategy. */
+export const RLE_MAX_LEVEL = 3;
+
+const TILE = 64;
+/** Palettes beyond this many colours are not worth tracking (palette RLE's limit). */
+const MAX_PALETTE = 127;
+
+/**
+ * How a client's format maps to CPIXELs: `size` bytes, taken from a pixel value
+ * (wire bytes read little-endian, as in {@link ClientPixels}) shifted right by `shift`.
+ */
+export interface CPixelLayout {
+  readonly size: number;
+  readonly shift: number;
+}
+
+/** The CPIXEL layout of a client pixel format (RFB spec, ZRLE). */
+export function cpixelLayout(pf: PixelFormat): CPixelLayout {
+  const bpp = bytesPerPixel(pf);
+  if (pf.bitsPerPixel !== 32 || !pf.trueColour || pf.depth > 24) return { size: bpp, shift: 0 };
+  const m = (max: number) => max === 0 ? 0 : (2 ** (32 - Math.clz32(max))) - 1;
+  const used = ((m(pf.redMax) << pf.redShift) | (m(pf.greenMax) << pf.greenShift) |
+    (m(pf.blueMax) << pf.blueShift)) >>> 0;
+  const fitsLow = (used & 0xff000000) === 0;
+  const fitsHigh = (used & 0xff) === 0;
+  if (!fitsLow && !fitsHigh) return { size: 4, shift: 0 };
+  // The low three bytes of the value are wire bytes 0-2 little-endian, 1-3 big-endian.
+  return { size: 3, shift: fitsLow !== pf.bigEndian ? 0 : 8 };
+}
+
+/**
+ * ZRLE for one connection (it owns the connection's ZRLE zlib stream).
+ * The zlib level is the client's CompressLevel (0 taken as 1), else
+ * {@link ZRLE_DEFAULT_LEVEL}. At fast levels (up to {@link RLE_MAX_LEVEL}) a
+ * rectangle whose data is at least half raw tiles is deflated with zlib's "rle"
+ * strategy (where the zlib backend can switch strategies).
+ */
+export class ZRLEEncoder implements RectEncoder {
+  readonly encoding = Encoding.ZRLE;
+  private z: DeflateStream | undefined;
+  private readonly pixels = new ClientPixels();
+  private readonly tile = new Int32Array(TILE * TILE);
+  private buf = new Uint8Array(64 * 1024);
+  // Palette: an open-addressing hash of 256 slots, valid where gen[slot] === this.gen.
+  private readonly hKey = new Int32Array(256);
+  private readonly hIdx = new Uint8Array(256);
+  private readonly hGen = new Uint32Array(256);
+  private gen = 0;
+  private readonly palette = new Int32Array(MAX_PALETTE + 1);
+  private palSize = 0;
+
+  constructor(private readonly defaultLevel = ZRLE_DEFAULT_LEVEL) {}
+
+  encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {
+    if (r.w <= 0 || r.h <= 0) return 0;
+    const level = opts.compressLevel === undefined
+      ? this.defaultLevel
+      : Math.max(1, Math.min(9, opts.compressLevel));
+    if (this.z === undefined) this.z = createDeflate(level);
+    else if (this.z.level !== level) this.z.setLevel?.(level);
+
+    const block = this.pixels.read(fb, r, opts.pf);
+    const cp = cpixelLayout(opts.pf);
+    const cps = cp.size;
+    const tilesX = Math.ceil(r.w / TILE), tilesY = Math.ceil(r.h / TILE);
+    // Each tile's encoding is at most its raw size (1 + n * cps).
+    const bound = tilesX * tilesY + r.w * r.h * cps;
+    if (this.buf.length < bound) this.buf = new Uint8Array(Math.max(bound, this.buf.length * 2));
+    let o = 0, rawBytes = 0;
+    for (let ty = 0; ty < r.h; ty += TILE) {
+      const th = Math.min(TILE, r.h - ty);
+      for (let tx = 0; tx < r.w; tx += TILE) {
+        const tw = Math.min(TILE, r.w - tx);
+        ClientPixels.copyTile(block, tx, ty, tw, th, this.tile, cp.shift);
+        const start = o;
+        o = this.encodeTile(tw, th, cps, o);
+        if (this.buf[start] === 0) rawBytes += o - start;
+      }
+    }
+    // Mostly raw tiles (photos, gradients): zlib's RLE strategy is as small and twice as fast.
+    this.z.setStrategy?.(level <= RLE_MAX_LEVEL && rawBytes * 2 >= o ? "rle" : "default");
+
+    rectHeader(out, r.x, r.y, r.w, r.h, Encoding.ZRLE);
+    const lenAt = out.length;
+    out.u32(0);
+    const n = this.z.deflateTo(this.buf.subarray(0, o), out, "sync");
+    out.patchU32(lenAt, n);
+    return 1;
+  }
+
+  /** Frees the zlib stream (the encoder starts a new one if used again). */
+  close(): void {
+    this.z?.close();
+    this.z = undefined;
+  }
+
+  /** Index of `v` in the palette, adding it; -1 when the palette is full. */
+  private lookup(v: number): number {
+    const key = this.hKey, idx = this.hIdx, gen = this.hGen, g = this.gen;
+    let s = Math.imul(v, 0x9e3779b1) >>> 24;
+    for (;;) {
+      if (gen[s] !== g) {
+        if (this.palSize > MAX_PALETTE - 1) return -1;
+        gen[s] = g;
+        key[s] = v;
+        const i = this.palSize++;
+        idx[s] = i;
+        this.palette[i] = v;
+        return i;
+      }
+      if (key[s] === v) return idx[s];
+      s = (s + 1) & 255;
+    }
+  }
+
+  /** Index of a value known to be in the palette. */
+  private indexOf(v: number): number {
+    const key = this.hKey;
+    let s = Math.imul(v, 0x9e3779b1) >>> 24;
+    while (key[s] !== v) s = (s + 1) & 255;
+    return this.hIdx[s];
+  }
+
+  /** Encodes `this.tile` (tw x th) into `this.buf` at `o`; returns the new offset. */
+  private encodeTile(tw: number, th: number, cps: number, o: number): number {
+    const t = this.tile, n = tw * th, buf = this.buf;
+    this.gen = (this.gen + 1) >>> 0;
+    if (this.gen === 0) {
+      this.hGen.fill(0);
+      this.gen = 1;
+    }
+    this.palSize = 0;
+
+    // One pass: runs (they continue across rows), RLE length bytes, palette.
+    const rawSize = n * cps;
+    // Once the palette is full, plain RLE (>= cps + 1 bytes a run) loses to raw past this.
+    const runLimit = Math.floor(rawSize / (cps + 1));
+    let prev = t[0];
+    this.lookup(prev);
+    let runs = 1, runStart = 0, lenBytes = 0, singles = 0, overflow = false, cut = false;
+    for (let i = 1; i < n; i++) {
+      const v = t[i];
+      if (v === prev) continue;
+      const len = i - runStart;
+      lenBytes += 1 + ((len - 1) / 255 | 0);
+      if (len === 1) singles++;
+      runs++;
+      runStart = i;
+      prev = v;
+      if (!overflow) {
+        if (this.lookup(v) < 0) overflow = true;
+      } else if (runs > runLimit) {
+        cut = true;
+        break;
+      }
+    }
+    if (!cut) {
+      const len = n - runStart;
+      lenBytes += 1 + ((len - 1) / 255 | 0);
+      if (len === 1) singles++;
+    }
+
+    const pal = overflow ? 0 : this.palSize;
+    if (pal === 1) {
+      buf[o++] = 1;
+      return putC(buf, o, t[0], cps);
+    }
+    // Pick the smallest.
+    let best = 0, bestSize = rawSize;
+    if (!cut) {
+      const plain = runs * cps + lenBytes;
+      if (plain < bestSize) {
+        best = 128;
+        bestSize = plain;
+      }
+      if (pal >= 2) {
+        const palRle = pal * cps + runs + lenBytes - singles;
+        if (palRle < bestSize) {
+          best = 128 + pal;
+          bestSize = palRle;
+        }
+      }
+    }
+    if (pal >= 2 && pal <= 16) {
+      const bits = pal === 2 ? 1 : pal <= 4 ? 2 : 4;
+      const packed = pal * cps + th * ((tw * bits + 7) >> 3);
+      if (packed < bestSize) {
+        best = pal;
+        bestSize = packed;
+      }
+    }
+
+    buf[o++] = best;
+    if (best === 0) {
+      if (cps === 4) {
+        for (let i = 0; i < n; i++, o += 4) {
+          const v = t[i];
+          buf[o] = v;
+          buf[o + 1] = v >>> 8;
+          buf[o + 2] = v >>> 16;
+          buf[o + 3] = v >>> 24;
+        }
+      } else if (cps === 3) {
+        for (let i = 0; i < n; i++, o += 3) {
+          const v = t[i];
+          buf[o] = v;
+          buf[o + 1] = v >>> 8;
+          buf[o + 2] = v >>> 16;
+        }
+      } else {
+        for (let i = 0; i < n; i++) o = putC(buf, o, t[i], cps);
+      }
+      return o;
+    }
+    if (best < 128) return this.packed(tw, th, cps, pal, o);
+    if (best === 128) {
+      let i = 0;
+      while (i < n) {
+        const v = t[i];
+        let j = i + 1;
+        while (j < n && t[j] === v) j++;
+        o = putC(buf, o, v, cps);
+        o = putRunLength(buf, o, j - i);
+        i = j;
+      }
+      return o;
+    }
+    // Palette RLE.
+    for (let p = 0; p < pal; p++) o = putC(buf, o, this.palette[p], cps);
+    let i = 0;
+    while (i < n) {
+      const v = t[i];
+      let j = i + 1;
+      while (j < n && t[j] === v) j++;
+      const ix = this.indexOf(v);
+      if (j - i === 1) buf[o++] = ix;
+      else {
+        buf[o++] = ix | 128;
+        o = putRunLength(buf, o, j - i);
+      }
+      i = j;
+    }
+    return o;
+  }
+
+  /** Packed palette tile: indices of 1, 2 or 4 bits, leftmost pixel in the top bits, rows padded. */
+  private packed(tw: number, th: number, cps: number, pal: number, o: number): number {
+    const t = this.tile, buf = this.buf;
+    for (let p = 0; p < pal; p++) o = putC(buf, o, this.palette[p], cps);
+    const bits = pal === 2 ? 1 : pal <= 4 ? 2 : 4;
+    const perByte = 8 / bits;
+    const p0 = this.palette[0];
+    let prev = t[0], ix = this.indexOf(prev);
+    for (let j = 0, i = 0; j < th; j++) {
+      for (let x = 0; x < tw; x += perByte) {
+        const m = Math.min(perByte, tw - x);
+        let acc = 0;
+        if (pal === 2) {
+          for (let k = 0; k < m; k++) acc = (acc << 1) | (t[i++] === p0 ? 0 : 1);
+        } else {
+          for (let k = 0; k < m; k++) {
+            const v = t[i++];
+            if (v !== prev) {
+              prev = v;
+              ix = this.indexOf(v);
+            }
+            acc = (acc << bits) | ix;
+          }
+        }
+        buf[o++] = acc << ((perByte - m) * bits);
+      }
+    }
+    return o;
+  }
+}
+
+/** Writes a CPIXEL: the low `size` bytes of `v`, least significant first. */
+function putC(buf: Uint8Array, o: number, v: number, size: number): number {
+  buf[o] = v;
+  if (size > 1) {
+    buf[o + 1] = v >>> 8;
+    if (size > 2) {
+      buf[o + 2] = v >>> 16;
+      if (size > 3) buf[o + 3] = v >>> 24;
+    }
+  }
+  return o + size;
+}
+
+/** A run length as ZRLE writes it: 255s, then (len - 1) % 255. */
+function putRunLength(buf: Uint8Array, o: number, len: number): number {
+  let rest = len - 1;
+  while (rest >= 255) {
+    buf[o++] = 255;
+    rest -= 255;
+  }
+  buf[o++] = rest;
+  return o;
+}
