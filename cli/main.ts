@@ -6,6 +6,7 @@ import { SimXen } from "../sources/sim/platform.ts";
 import { PROGRAM_NAMES } from "../sources/sim/programs/mod.ts";
 import { findXen } from "../sources/xen/detect.ts";
 import { parseVncAddress, serveVnc, type SharePolicy } from "../sinks/vnc/mod.ts";
+import { parseWebAddress, serveWeb } from "../sinks/web/server.ts";
 
 export const USAGE = `Usage: deno run -A mod.ts [--sim] --domid N [options]
 
@@ -24,6 +25,7 @@ rxfb serves the display and input of a Xen PV guest's vfb/vkbd.
   --password-file FILE VNC authentication with the password on the file's first line
   --tls-cert FILE      VeNCrypt TLS certificate (PEM), with --tls-key
   --tls-key FILE       VeNCrypt TLS private key (PEM)
+  --web [HOST:]PORT    browser viewer (noVNC) and RFB over WebSocket on this port (host 127.0.0.1)
   --keymap NAME        keyboard layout for keysym clients (default en-us; de, fr, ...)
   --share POLICY       allow-exclusive (default), force-shared or ignore, as QEMU's share=
   --quiet              log warnings and errors only
@@ -46,6 +48,7 @@ const FLAGS = {
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   keymap: { type: "string" },
+  web: { type: "string" },
   share: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
@@ -72,6 +75,7 @@ export interface CliOptions {
   tlsCert?: string;
   tlsKey?: string;
   keymap?: string;
+  web?: { hostname: string; port: number };
   share: SharePolicy;
   quiet: boolean;
   help: boolean;
@@ -121,6 +125,14 @@ export function parseCli(args: string[]): CliOptions {
       throw new UsageError((e as Error).message);
     }
   }
+  let web;
+  if (s("web") !== undefined) {
+    try {
+      web = parseWebAddress(s("web")!);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+  }
   if (!!s("tls-cert") !== !!s("tls-key")) {
     throw new UsageError("--tls-cert and --tls-key go together");
   }
@@ -131,6 +143,7 @@ export function parseCli(args: string[]): CliOptions {
     tlsCert: s("tls-cert"),
     tlsKey: s("tls-key"),
     keymap: s("keymap"),
+    web,
     share,
     domid,
     sim: f.sim === true,
@@ -199,11 +212,13 @@ export async function main(args: string[]): Promise<number> {
   log.info(`dom${o.domid}: serving ${fb.width}x${fb.height} framebuffer; Ctrl-C stops`);
   const name = (await xen.platform().xenstore.read(`/local/domain/${o.domid}/name`)) ??
     `domain ${o.domid}`;
-  let vnc;
-  if (o.vnc !== null) {
-    try {
+  let vnc, web;
+  const vncLog = log.child(`dom${o.domid} vnc`);
+  try {
+    if (o.vnc !== null || o.web) {
       vnc = await serveVnc(served, {
-        address: o.vnc,
+        address: o.vnc ?? undefined,
+        noListen: o.vnc === null,
         defaultDisplay: o.domid,
         unused: o.vncUnused,
         passwordFile: o.passwordFile,
@@ -212,14 +227,25 @@ export async function main(args: string[]): Promise<number> {
         keymap: o.keymap,
         share: o.share,
         name,
-        log: log.child(`dom${o.domid} vnc`),
+        log: vncLog,
       });
-    } catch (e) {
-      console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
-      await guest.stop();
-      await served.close();
-      return 1;
     }
+    if (o.web && vnc) {
+      web = await serveWeb(vnc.server, {
+        ...o.web,
+        title: name,
+        tlsCert: o.tlsCert,
+        tlsKey: o.tlsKey,
+        log: log.child(`dom${o.domid} web`),
+      });
+      console.log(`rxfb: open ${web.url} to see domain ${o.domid}`);
+    }
+  } catch (e) {
+    console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+    vnc?.close();
+    await guest.stop();
+    await served.close();
+    return 1;
   }
   const sub = vnc ? undefined : served.display$.subscribe(); // keep the guest refreshing
 
@@ -229,6 +255,7 @@ export async function main(args: string[]): Promise<number> {
     Deno.addSignalListener("SIGTERM", stop);
   });
   sub?.unsubscribe();
+  await web?.close();
   vnc?.close();
   await guest.stop();
   await served.close();

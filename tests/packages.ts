@@ -4,6 +4,19 @@ export const TEST_PACKAGES = [
   "libc6-dev",
   "libxen-dev", // xen/io/fbif.h, kbdif.h
   "openssl", // self-signed certificates for the TLS tests
+  "xkb-data", // keymap generation check (tests/keymap_test.ts)
+  "x11proto-dev", // keysymdef.h for the same
+  "qemu-system-data", // QEMU keymaps: the XT scancode table check
+  "vncsnapshot", // real VNC clients
+  "tigervnc-viewer",
+  "gvncviewer",
+  "xvfb", // an X display for the viewers
+  "xdotool", // typing into a viewer's window
+  "x11-apps", // xwd, to screenshot a window
+  "imagemagick", // converting screenshots
+  "websockify", // noVNC over WebSocket until the web sink serves it
+  "chromium", // noVNC in a headless browser
+  "libturbojpeg0", // fast JPEG for Tight (rxfb falls back to jpeg-js without it)
 ];
 
 /** True when running under CI, where a skipped real-peer test is a failure. */

@@ -44,6 +44,8 @@ export interface VncOptions {
   log: Logger;
   /** Handshake timeout (ms). */
   timeoutMs?: number;
+  /** Serve no TCP port (clients come only through other transports, e.g. WebSocket). */
+  noListen?: boolean;
 }
 
 /** A running VNC server. */
@@ -95,6 +97,17 @@ export async function serveVnc(source: DisplaySource, o: VncOptions): Promise<Vn
     afterAuth: (remote, ok) => ok ? limiter.succeeded(remote) : limiter.failed(remote),
   });
   let display = addr.display;
+  if (o.noListen) {
+    o.log.info(`VNC server without a TCP port, security ${security.name}`);
+    return {
+      server,
+      hostname: addr.hostname,
+      port: 0,
+      display: -1,
+      security: security.name,
+      close: () => server.close(),
+    };
+  }
   if (o.unused) {
     display = firstFreeDisplay((port) => server.listen(addr.hostname, port), addr.display);
   } else {
