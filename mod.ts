@@ -38,6 +38,10 @@ export type { Framebuffer } from "./pipeline/framebuffer.ts";
 export * from "./pipeline/events.ts";
 export { convertPixels } from "./pipeline/convert_pixels.ts";
 export { coalesceDamage, type CoalescedUpdate } from "./pipeline/coalesce_damage.ts";
+export { attachSink, type Sink, type SinkFrame, type SinkHandle } from "./sinks/sink.ts";
+export { serveVnc, type VncOptions, type VncService } from "./sinks/vnc/mod.ts";
+export { serveWeb, type WebOptions, type WebService } from "./sinks/web/server.ts";
+export { KeyTranslator, loadKeymap } from "./sinks/vnc/keymap/mod.ts";
 
 if (import.meta.main) {
   const { main } = await import("./cli/main.ts");

@@ -10,8 +10,8 @@
  * Background and foreground carry over between tiles; after a raw tile both are
  * sent again, and the foreground after a coloured tile, since decoders differ on
  * what such tiles leave behind. The background is a tile's most common colour;
- * subrectangles are grown right, then down (or down, then right, when that covers
- * more), over pixels of their colour.
+ * subrectangles are grown right, then down, over pixels of their colour (on
+ * per-row bit masks of the pixels still to cover).
  *
  * @module
  */
@@ -35,7 +35,6 @@ export class HextileEncoder implements RectEncoder {
   readonly encoding = Encoding.Hextile;
   private readonly pixels = new ClientPixels();
   private readonly tile = new Int32Array(256);
-  private readonly done = new Uint8Array(256);
   /** Per row of a two-colour tile: foreground bits, and those not yet covered. */
   private readonly rows = new Int32Array(16);
   private readonly left = new Int32Array(16);
@@ -238,20 +237,25 @@ export class HextileEncoder implements RectEncoder {
 
   /**
    * Finds subrectangles covering every pixel not of colour `bg` (into subC/subXY/subWH);
-   * returns their number, or -1 when more than `limit` would be needed.
+   * returns their number, or -1 when more than `limit` would be needed. Greedy, in
+   * raster order: from the first pixel not yet covered, right while the colour holds,
+   * then down while the row below has that colour all along (covered pixels included).
    */
   private subrects(tw: number, th: number, bg: number, limit: number): number {
-    const t = this.tile, done = this.done;
-    done.fill(0, 0, tw * th);
+    const t = this.tile, left = this.left;
+    for (let y = 0, i = 0; y < th; y++) {
+      let m = 0;
+      for (let x = 0; x < tw; x++, i++) if (t[i] !== bg) m |= 1 << x;
+      left[y] = m;
+    }
     let k = 0;
     for (let y = 0; y < th; y++) {
       const row = y * tw;
-      for (let x = 0; x < tw; x++) {
-        const i = row + x;
-        const c = t[i];
-        if (c === bg || done[i]) continue;
+      let m = left[y];
+      while (m !== 0) {
         if (k >= limit) return -1;
-        // Right, then down.
+        const x = 31 - Math.clz32(m & -m);
+        const c = t[row + x];
         let x2 = x + 1;
         while (x2 < tw && t[row + x2] === c) x2++;
         let y2 = y + 1;
@@ -259,18 +263,9 @@ export class HextileEncoder implements RectEncoder {
           const r2 = y2 * tw;
           for (let xx = x; xx < x2; xx++) if (t[r2 + xx] !== c) break down;
         }
-        // Down, then right.
-        let yb = y + 1;
-        while (yb < th && t[yb * tw + x] === c) yb++;
-        let xb = x + 1;
-        right: for (; xb < tw; xb++) {
-          for (let yy = y; yy < yb; yy++) if (t[yy * tw + xb] !== c) break right;
-        }
-        if ((xb - x) * (yb - y) > (x2 - x) * (y2 - y)) {
-          x2 = xb;
-          y2 = yb;
-        }
-        for (let yy = y; yy < y2; yy++) done.fill(1, yy * tw + x, yy * tw + x2);
+        const bits = ((1 << (x2 - x)) - 1) << x;
+        m &= ~bits;
+        for (let yy = y + 1; yy < y2; yy++) left[yy] &= ~bits;
         this.subC[k] = c;
         this.subXY[k] = (x << 4) | y;
         this.subWH[k] = ((x2 - x - 1) << 4) | (y2 - y - 1);

@@ -84,6 +84,8 @@ export class Generator {
   readonly types: Map<string, KeyType>;
   readonly valid: Set<number>;
   private readonly unicodeToKeysym = new Map<number, number>();
+  /** `dpkg-query` versions of the input packages */
+  private readonly versions = { xkb: debVersion("xkb-data"), x11proto: debVersion("x11proto-dev") };
   /** the keycodes and types files every layout uses */
   private readonly baseFiles = new Set<string>();
 
@@ -222,13 +224,13 @@ export class Generator {
       name,
       source: {
         package: "xkb-data",
-        version: debVersion("xkb-data"),
+        version: this.versions.xkb,
         symbols: `pc+${mainPart}+inet(evdev)`,
         supplements,
         keycodes: KEYCODES,
         types: TYPES,
         files: [...files].sort(),
-        keysyms: `x11proto-dev ${debVersion("x11proto-dev")}`,
+        keysyms: `x11proto-dev ${this.versions.x11proto}`,
       },
       generator: GENERATOR,
       keys: keysOut,

@@ -188,8 +188,8 @@ interface Candidate {
  * key needs another Shift / AltGr state than that, it fakes the modifier
  * presses or releases around the key press and restores them right after,
  * like QEMU's and TigerVNC's keysym paths. It never releases a held modifier
- * around a function or keypad keysym (Shift+Tab stays Shift+Tab), and prefers
- * a key that types the keysym in the current state when the layout has several.
+ * around a function or keypad keysym (Shift+Tab stays Shift+Tab), and on a key
+ * whose level ignores a modifier (a letter with AltGr held) it leaves it be.
  *
  * The key a keysym's press used is remembered, so its release lifts the same
  * key even if the modifiers (and so the client's idea of the keysym) changed
@@ -304,13 +304,16 @@ export class KeyTranslator {
     const mayRelease = isCharacterKeysym(ks);
     const changes = (want: boolean | undefined, held: boolean) =>
       want === undefined || want === held ? 0 : want ? 1 : mayRelease ? 1 : 0;
+    // The key is the layout's choice (generate.ts ranks the layout's own keys
+    // above generic ones such as inet's KEY_DOLLAR); only the modifier state
+    // used on it is picked here: the fewest changes, then the fewest modifiers.
     let best: Candidate | undefined;
     let bestScore = Infinity;
     for (const c of cands) {
-      if (c.caps !== undefined && c.caps !== this.capsLock) continue;
-      // fewest modifier changes, then the layout's own key, then fewest modifiers, then lowest code
-      const score = (changes(c.shift, shiftHeld) + changes(c.altgr, altgrHeld)) * 4096 +
-        (c.code === primary ? 0 : 2048) + ((c.shift ? 1 : 0) + (c.altgr ? 1 : 0)) * 1024 + c.code;
+      if (c.code !== primary || (c.caps !== undefined && c.caps !== this.capsLock)) continue;
+      const score = (changes(c.shift, shiftHeld) + changes(c.altgr, altgrHeld)) * 4 +
+        (c.shift ? 1 : 0) +
+        (c.altgr ? 1 : 0);
       if (score < bestScore) {
         best = c;
         bestScore = score;
@@ -319,9 +322,7 @@ export class KeyTranslator {
     if (!best) {
       // Only reachable with the other Caps Lock state: do what the layout says for Caps Lock off.
       const e = this.keymap.get(ks);
-      best = e
-        ? { code: e.code, shift: e.shift, altgr: e.altgr }
-        : { ...cands[0], caps: undefined };
+      best = e ? { code: e.code, shift: e.shift, altgr: e.altgr } : { code: primary };
     }
 
     const pre: EvdevKeyEvent[] = [];
@@ -337,9 +338,9 @@ export class KeyTranslator {
         }
       }
     };
+    if (mayRelease) adjust(false, this.held(this.clientAltgr), this.clientAltgr, this.fakeAltgr);
     adjust(best.shift, shiftHeld, this.shiftCodes, this.fakeShift);
     adjust(best.altgr, altgrHeld, this.altgrCodes, this.fakeAltgr);
-    if (mayRelease) adjust(false, this.held(this.clientAltgr), this.clientAltgr, this.fakeAltgr);
     return this.pressKey(keysym, best.code, pre, post);
   }
 
