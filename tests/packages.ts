@@ -3,6 +3,10 @@ export const TEST_PACKAGES = [
   "gcc", // tests/layout_test.ts compiles against Xen's headers
   "libc6-dev",
   "libxen-dev", // xen/io/fbif.h, kbdif.h
+  "libxenevtchn1", // tests/xen_ffi_test.ts loads Xen's libraries through Deno FFI
+  "libxenforeignmemory1",
+  "libxengnttab1",
+  "xenstore-utils", // xenstore-read/-write/-ls/-watch against the simulated xenstored
   "openssl", // self-signed certificates for the TLS tests
   "xkb-data", // keymap generation check (tests/keymap_test.ts)
   "x11proto-dev", // keysymdef.h for the same
@@ -17,6 +21,7 @@ export const TEST_PACKAGES = [
   "websockify", // noVNC over WebSocket until the web sink serves it
   "chromium", // noVNC in a headless browser
   "libturbojpeg0", // fast JPEG for Tight (rxfb falls back to jpeg-js without it)
+  "ffmpeg", // .mp4/.webm recording (tests/record_test.ts) and ffprobe to check the files
 ];
 
 /** True when running under CI, where a skipped real-peer test is a failure. */

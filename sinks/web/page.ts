@@ -20,7 +20,7 @@ export function viewerPage(title: string): string {
   #name { font-weight: 600; }
   #state { padding: 2px 8px; border-radius: 10px; background: #555; font-size: 12px; }
   #state.connected { background: #2e7d32; }
-  #state.disconnected { background: #b71c1c; }
+  #state.disconnected, #state.connection.lost { background: #b71c1c; }
   #screen { flex: 1; min-height: 0; overflow: hidden; }
   button { background: #3d434c; color: inherit; border: 1px solid #555; border-radius: 4px;
     padding: 3px 10px; cursor: pointer; }
@@ -46,14 +46,26 @@ const state = document.getElementById("state");
 const name = document.getElementById("name");
 const setState = (s) => { state.textContent = s; state.className = s; };
 const wsUrl = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/websockify";
+// noVNC always announces a JPEG quality level, and rxfb's Tight encoder takes
+// any quality level as leave to send JPEG, which is lossy even at level 9.
+// The page shows the guest's pixels exactly unless asked for JPEG with
+// ?quality=0..9: without it, the quality pseudo-encodings are left out.
+const quality = /^[0-9]$/.test(new URLSearchParams(location.search).get("quality") ?? "")
+  ? Number(new URLSearchParams(location.search).get("quality")) : undefined;
+const clientEncodings = RFB.messages.clientEncodings;
+RFB.messages.clientEncodings = (sock, encs) => clientEncodings(sock,
+  quality === undefined ? encs.filter((e) => e < -32 || e > -23) : encs);
 const rfb = new RFB(document.getElementById("screen"), wsUrl, { wsProtocols: ["binary"] });
 rfb.scaleViewport = true;
 rfb.resizeSession = false;
-rfb.qualityLevel = 9;
+rfb.qualityLevel = quality ?? 9;
 rfb.compressionLevel = 2;
-rfb.addEventListener("connect", () => setState("connected"));
+rfb.addEventListener("connect", () => {
+  setState("connected");
+  rfb.focus(); // typing works at once, without a click first
+});
 rfb.addEventListener("disconnect", (e) =>
-  setState(e.detail.clean ? "disconnected" : "disconnected"));
+  setState(e.detail.clean ? "disconnected" : "connection lost"));
 rfb.addEventListener("desktopname", (e) => {
   name.textContent = e.detail.name;
   document.title = e.detail.name + " — rxfb";
