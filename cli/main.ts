@@ -1,19 +1,31 @@
 import { parseFlags } from "@rxfb/flags";
-import { attach } from "../sources/attach.ts";
-import { consoleLogger } from "../sources/log.ts";
+import { attach, type Guest } from "../sources/attach.ts";
+import { consoleLogger, type Logger } from "../sources/log.ts";
+import type { Platform } from "../sources/platform.ts";
 import { SimGuest } from "../sources/sim/guest.ts";
 import { SimXen } from "../sources/sim/platform.ts";
 import { PROGRAM_NAMES } from "../sources/sim/programs/mod.ts";
 import { findXen } from "../sources/xen/detect.ts";
-import { parseVncAddress, serveVnc, type SharePolicy } from "../sinks/vnc/mod.ts";
-import { parseWebAddress, serveWeb } from "../sinks/web/server.ts";
+import { parseVncAddress, type SharePolicy } from "../sinks/vnc/mod.ts";
+import { parseWebAddress } from "../sinks/web/server.ts";
+import { videoContainerOf } from "../sinks/record/video.ts";
+import { serveXenstore } from "../sources/sim/xenstore_server.ts";
+import { openXenPlatform } from "../sources/xen/platform.ts";
+import { runDaemon } from "./daemon.ts";
+import { serveSinks, type SinkSettings } from "./serve_guest.ts";
+import { type DeviceModelArgs, markDeviceModelRunning, parseDeviceModelArgs } from "./toolstack.ts";
 
 export const USAGE = `Usage: deno run -A mod.ts [--sim] --domid N [options]
+       deno run -A mod.ts --all [options]
+       rxfb -d DOMID -domain-name NAME -nographic -M xenpv   (as libxl's device model)
 
 rxfb serves the display and input of a Xen PV guest's vfb/vkbd.
 
-  --domid N            the guest's domain id (required)
+  --domid N            the guest's domain id (required unless --all)
+  --all                serve every guest of this host as its vfb appears (daemon mode)
   --sim                run against a simulated Xen host and guest (no Xen needed)
+  --xenstore-socket P  sim: also serve the simulated xenstore on UNIX socket P
+                       (xenstore-ls etc. with XENSTORED_PATH=P)
   --guest PROGRAM      sim: what the guest shows: ${PROGRAM_NAMES.join(", ")} (default demo)
   --size WxH           sim: framebuffer size (default 1024x768)
   --depth BITS         sim: framebuffer depth 8, 16, 24 or 32 (default 32)
@@ -28,6 +40,11 @@ rxfb serves the display and input of a Xen PV guest's vfb/vkbd.
   --web [HOST:]PORT    browser viewer (noVNC) and RFB over WebSocket on this port (host 127.0.0.1)
   --keymap NAME        keyboard layout for keysym clients (default en-us; de, fr, ...)
   --share POLICY       allow-exclusive (default), force-shared or ignore, as QEMU's share=
+  --record PATH        record the screen: .mp4 (H.264) or .webm (VP9) through ffmpeg,
+                       or .fbs (the VNC session); Ctrl-C or SIGTERM finishes the file
+  --record-fps N       frames a second of a .mp4/.webm recording (default 25; an
+                       unchanged screen repeats the last frame)
+  --snapshot PATH.png  write a PNG of the screen once it is drawn, and again on each SIGUSR1
   --quiet              log warnings and errors only
   -h, --help           this text
 `;
@@ -36,6 +53,8 @@ const FLAGS = {
   domid: { type: "string" },
   d: { type: "string" },
   sim: { type: "boolean" },
+  all: { type: "boolean" },
+  "xenstore-socket": { type: "string" },
   guest: { type: "string" },
   size: { type: "string" },
   depth: { type: "string" },
@@ -50,6 +69,9 @@ const FLAGS = {
   keymap: { type: "string" },
   web: { type: "string" },
   share: { type: "string" },
+  record: { type: "string" },
+  "record-fps": { type: "string" },
+  snapshot: { type: "string" },
   quiet: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -58,9 +80,11 @@ const FLAGS = {
 export class UsageError extends Error {}
 
 /** The settings the command line asks for. */
-export interface CliOptions {
+export interface CliOptions extends SinkSettings {
   domid: number;
   sim: boolean;
+  all: boolean;
+  xenstoreSocket?: string;
   guest: string;
   width: number;
   height: number;
@@ -77,6 +101,12 @@ export interface CliOptions {
   keymap?: string;
   web?: { hostname: string; port: number };
   share: SharePolicy;
+  /** --record: a .mp4, .webm or .fbs file. */
+  record?: string;
+  /** --record-fps (default 25). */
+  recordFps: number;
+  /** --snapshot: a .png file. */
+  snapshot?: string;
   quiet: boolean;
   help: boolean;
 }
@@ -86,6 +116,11 @@ function int(v: string, what: string, min: number, max: number): number {
   const n = Number(v);
   if (n < min || n > max) throw new UsageError(`${what} must be in ${min}..${max}, not ${n}`);
   return n;
+}
+
+/** What `--record PATH` records, by the path's extension. */
+export function recordKind(path: string): "mp4" | "webm" | "fbs" | undefined {
+  return videoContainerOf(path) ?? (/\.fbs$/i.test(path) ? "fbs" : undefined);
 }
 
 /** Parses and checks argv. Throws UsageError with a readable message. */
@@ -99,7 +134,12 @@ export function parseCli(args: string[]): CliOptions {
   const s = (k: keyof typeof FLAGS) => f[k] as string | undefined;
   const help = f.help === true;
   const domidText = s("domid") ?? s("d");
-  if (domidText === undefined && !help) throw new UsageError("--domid N is required");
+  const all = f.all === true;
+  if (all && domidText !== undefined) throw new UsageError("--all serves every domain: no --domid");
+  if (all && f.sim === true) {
+    throw new UsageError("--all needs real Xen (tests run the daemon on the simulator)");
+  }
+  if (domidText === undefined && !help && !all) throw new UsageError("--domid N is required");
   const domid = domidText === undefined ? 0 : int(domidText, "--domid", 1, 32751);
   const size = s("size") ?? "1024x768";
   const m = /^(\d+)x(\d+)$/.exec(size);
@@ -133,6 +173,22 @@ export function parseCli(args: string[]): CliOptions {
       throw new UsageError((e as Error).message);
     }
   }
+  const record = s("record");
+  if (record !== undefined && !recordKind(record)) {
+    throw new UsageError(`--record must name a .mp4, .webm or .fbs file, not "${record}"`);
+  }
+  const fpsText = s("record-fps");
+  if (fpsText !== undefined && record === undefined) {
+    throw new UsageError("--record-fps goes with --record");
+  }
+  if (fpsText !== undefined && recordKind(record!) === "fbs") {
+    throw new UsageError("--record-fps is for .mp4 and .webm recordings");
+  }
+  const recordFps = int(fpsText ?? "25", "--record-fps", 1, 120);
+  const snapshot = s("snapshot");
+  if (snapshot !== undefined && !/\.png$/i.test(snapshot)) {
+    throw new UsageError(`--snapshot must name a .png file, not "${snapshot}"`);
+  }
   if (!!s("tls-cert") !== !!s("tls-key")) {
     throw new UsageError("--tls-cert and --tls-key go together");
   }
@@ -145,8 +201,13 @@ export function parseCli(args: string[]): CliOptions {
     keymap: s("keymap"),
     web,
     share,
+    record,
+    recordFps,
+    snapshot,
     domid,
     sim: f.sim === true,
+    all,
+    xenstoreSocket: s("xenstore-socket"),
     guest: s("guest") ?? "demo",
     width,
     height,
@@ -159,8 +220,124 @@ export function parseCli(args: string[]): CliOptions {
   };
 }
 
+/** Resolves on the first SIGINT or SIGTERM; a second one exits at once. */
+function untilSignalled(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let signalled = false;
+    const stop = () => {
+      if (signalled) {
+        console.error("rxfb: stopping at once (second signal)");
+        Deno.exit(1);
+      }
+      signalled = true;
+      resolve();
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+}
+
+/** Opens the real Xen platform, or says in one line why it cannot. */
+async function realXen(): Promise<Platform & { close(): Promise<void> } | undefined> {
+  const found = await findXen();
+  if (!found.found) {
+    console.error(
+      `rxfb: no Xen found (${found.why}); run it in a Xen dom0, or add --sim to serve a simulated guest`,
+    );
+    return undefined;
+  }
+  try {
+    return await openXenPlatform();
+  } catch (e) {
+    console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+    return undefined;
+  }
+}
+
+/** Serves one attached guest until a signal; returns the exit status. */
+async function serveUntilSignalled(
+  platform: Platform,
+  guest: Guest,
+  settings: SinkSettings,
+  log: Logger,
+  cleanup: () => Promise<void>,
+): Promise<number> {
+  let sinks;
+  try {
+    sinks = await serveSinks(platform, guest, settings, log.child(`dom${guest.domid}`));
+  } catch (e) {
+    console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+    await guest.close();
+    await cleanup();
+    return 1;
+  }
+  await untilSignalled();
+  await sinks.close();
+  await guest.close();
+  await cleanup();
+  log.info("stopped");
+  return 0;
+}
+
+/**
+ * libxl's device-model slot: `-d DOMID -domain-name NAME -nographic -M xenpv`.
+ * Writes the backend feature keys at once (before the guest's frontends
+ * probe), tells libxl it is running, then serves the guest with the
+ * toolstack's vnc settings; ends when the domain goes away or on a signal.
+ */
+async function deviceModel(dm: DeviceModelArgs): Promise<number> {
+  const log = consoleLogger("rxfb");
+  log.info(`device model for domain ${dm.domid}${dm.domainName ? ` "${dm.domainName}"` : ""}`);
+  if (dm.ignored.length) log.info(`ignoring qemu-dm options: ${dm.ignored.join(" ")}`);
+  const platform = await realXen();
+  if (!platform) return 1;
+  const guest = await attach({ domid: dm.domid, platform, log });
+  await markDeviceModelRunning(platform.xenstore, platform.backendDomid, dm.domid);
+  const settings: SinkSettings = {
+    vnc: dm.vnc?.replace(/,.*$/, ""),
+    vncUnused: dm.vncUnused,
+    keymap: dm.keymap,
+    share: "allow-exclusive",
+    recordFps: 25,
+    quiet: false,
+    toolstackKeys: true,
+    publishPort: true,
+  };
+  // The domain going away ends the device model, as it ends qemu-dm.
+  const gone = new Promise<void>((resolve) => {
+    platform.xenstore.watch(`/local/domain/${dm.domid}`).subscribe(async () => {
+      if (
+        (await platform.xenstore.read(`/local/domain/${dm.domid}/name`).catch(() => undefined)) ===
+          undefined
+      ) {
+        resolve();
+      }
+    });
+  });
+  let sinks;
+  try {
+    sinks = await serveSinks(platform, guest, settings, log.child(`dom${dm.domid}`));
+  } catch (e) {
+    console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+  }
+  await Promise.race([untilSignalled(), gone]);
+  await sinks?.close();
+  await guest.close();
+  await platform.close();
+  log.info("stopped");
+  return 0;
+}
+
 /** Runs rxfb from the command line; resolves with the exit status. */
 export async function main(args: string[]): Promise<number> {
+  let dm: DeviceModelArgs | undefined;
+  try {
+    dm = parseDeviceModelArgs(args);
+  } catch (e) {
+    console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+    return 2;
+  }
+  if (dm) return await deviceModel(dm);
   let o: CliOptions;
   try {
     o = parseCli(args);
@@ -174,24 +351,41 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const log = consoleLogger("rxfb", o.quiet);
+
+  if (o.all) {
+    const platform = await realXen();
+    if (!platform) return 1;
+    const daemon = runDaemon(platform, o, log);
+    await untilSignalled();
+    await daemon.close();
+    await platform.close();
+    log.info("stopped");
+    return 0;
+  }
+
   if (!o.sim) {
-    const xen = await findXen();
-    if (!xen.found) {
-      console.error(
-        `rxfb: no Xen found (${xen.why}); run it in a Xen dom0, or add --sim to serve a simulated guest`,
-      );
-      return 1;
-    }
-    console.error(
-      `rxfb: Xen found (${xen.why}), but this build has no real-Xen platform yet; use --sim`,
+    const platform = await realXen();
+    if (!platform) return 1;
+    const guest = await attach({ domid: o.domid, platform, log });
+    return await serveUntilSignalled(
+      platform,
+      guest,
+      { ...o, toolstackKeys: true, publishPort: true },
+      log,
+      () => platform.close(),
     );
-    return 1;
   }
 
   const xen = new SimXen();
-  let guest;
+  const xsServer = o.xenstoreSocket
+    ? serveXenstore(xen.xenstored, o.xenstoreSocket, { log: log.child("xenstore") })
+    : undefined;
+  if (xsServer) {
+    log.info(`simulated xenstore on ${o.xenstoreSocket} (XENSTORED_PATH=${o.xenstoreSocket})`);
+  }
+  let sim;
   try {
-    guest = await SimGuest.create(xen, o.domid, {
+    sim = await SimGuest.create(xen, o.domid, {
       program: o.guest,
       width: o.width,
       height: o.height,
@@ -203,62 +397,18 @@ export async function main(args: string[]): Promise<number> {
     });
   } catch (e) {
     console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
+    xsServer?.close();
     return 1;
   }
-  log.info(`simulated domain ${o.domid} "${guest.domain.name}" created (${o.guest})`);
-  const served = await attach({ domid: o.domid, platform: xen.platform(), log });
-  await guest.boot();
-  const fb = await served.connected();
+  log.info(`simulated domain ${o.domid} "${sim.domain.name}" created (${o.guest})`);
+  const platform = xen.platform();
+  const guest = await attach({ domid: o.domid, platform, log });
+  await sim.boot();
+  const fb = await guest.connected();
   log.info(`dom${o.domid}: serving ${fb.width}x${fb.height} framebuffer; Ctrl-C stops`);
-  const name = (await xen.platform().xenstore.read(`/local/domain/${o.domid}/name`)) ??
-    `domain ${o.domid}`;
-  let vnc, web;
-  const vncLog = log.child(`dom${o.domid} vnc`);
-  try {
-    if (o.vnc !== null || o.web) {
-      vnc = await serveVnc(served, {
-        address: o.vnc ?? undefined,
-        noListen: o.vnc === null,
-        defaultDisplay: o.domid,
-        unused: o.vncUnused,
-        passwordFile: o.passwordFile,
-        tlsCert: o.tlsCert,
-        tlsKey: o.tlsKey,
-        keymap: o.keymap,
-        share: o.share,
-        name,
-        log: vncLog,
-      });
-    }
-    if (o.web && vnc) {
-      web = await serveWeb(vnc.server, {
-        ...o.web,
-        title: name,
-        tlsCert: o.tlsCert,
-        tlsKey: o.tlsKey,
-        log: log.child(`dom${o.domid} web`),
-      });
-      console.log(`rxfb: open ${web.url} to see domain ${o.domid}`);
-    }
-  } catch (e) {
-    console.error(`rxfb: ${e instanceof Error ? e.message : e}`);
-    vnc?.close();
-    await guest.stop();
-    await served.close();
-    return 1;
-  }
-  const sub = vnc ? undefined : served.display$.subscribe(); // keep the guest refreshing
-
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
+  const simGuest = sim;
+  return await serveUntilSignalled(platform, guest, o, log, async () => {
+    await simGuest.stop();
+    xsServer?.close();
   });
-  sub?.unsubscribe();
-  await web?.close();
-  vnc?.close();
-  await guest.stop();
-  await served.close();
-  log.info("stopped");
-  return 0;
 }

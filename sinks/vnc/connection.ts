@@ -313,8 +313,11 @@ export class RfbConnection {
       }
       case 6: { // ClientCutText: read and ignored
         const b = await this.read(7);
-        const len = new DataView(b.buffer, b.byteOffset, 7).getInt32(3);
-        const size = Math.abs(len);
+        // RFC 6143 7.5.6: the length is a U32. (Read as signed, 0xFFFFFFF0 became 16 and
+        // the next 16 bytes, i.e. the client's following messages, were eaten as text.
+        // The negative lengths of the Extended Clipboard extension only follow a server's
+        // clipboard caps, which this server never sends.)
+        const size = new DataView(b.buffer, b.byteOffset, 7).getUint32(3);
         const max = this.o.maxCutText ?? (1 << 20);
         if (size > max) throw new ProtocolError(`ClientCutText of ${size} bytes exceeds ${max}`);
         await this.read(size);
@@ -392,7 +395,15 @@ export class RfbConnection {
       }
       this.send(w.view().slice()).catch(() => {});
       this.o.log.info(`${this.remote}: colour-map client: fixed BGR233 palette`);
-    } else this.pf = pf;
+    } else {
+      this.pf = pf;
+      // Logged so that a wrong-colours report can be matched with what the client asked for.
+      this.o.log.info(
+        `${this.remote}: pixel format ${pf.bitsPerPixel} bpp depth ${pf.depth} ` +
+          `${pf.bigEndian ? "big" : "little"}-endian, max ${pf.redMax}/${pf.greenMax}/` +
+          `${pf.blueMax}, shift ${pf.redShift}/${pf.greenShift}/${pf.blueShift}`,
+      );
+    }
     // The next update must be whole-screen in the new format.
     const fb = this.o.source.framebuffer();
     if (fb) {

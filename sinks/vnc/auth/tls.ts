@@ -245,7 +245,13 @@ export class TlsServer {
       throw new Error("TLS key does not belong to the certificate");
     }
     this.description = `${x509.subject.replaceAll("\n", ", ")}, valid until ${x509.validTo}`;
-    this.context = tls.createSecureContext({ cert: opts.cert, key: opts.key });
+    // TLS 1.2 at most: TigerVNC 1.12 (Debian 12's viewer) hangs on TLS 1.3 when
+    // the server's session ticket and the next record arrive in one read.
+    this.context = tls.createSecureContext({
+      cert: opts.cert,
+      key: opts.key,
+      maxVersion: "TLSv1.2",
+    });
     this.handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
   }
 

@@ -178,7 +178,9 @@ export async function readVncPassword(path: string, log: Warn = stderrWarn): Pro
   } catch {
     // mode is informational only
   }
-  if (data.length === 8 && !isPrintableText(data)) {
+  // A text file "abcdefg\n" is 8 bytes too: judge the bytes before a final newline.
+  const text = data.at(-1) === 0x0a ? data.subarray(0, data.at(-2) === 0x0d ? -2 : -1) : data;
+  if (data.length === 8 && !isPrintableText(text)) {
     const pw = decodeVncPasswdFile(data);
     if (pw.length === 0) throw new Error(`${path}: empty VNC password`);
     return pw;
