@@ -129,6 +129,13 @@ export class RfbConnection {
     for (const e of this.pointer.release()) this.o.source.input.next(e);
     for (const code of this.downKeys) this.o.source.input.next({ type: "key", code, down: false });
     this.downKeys.clear();
+    for (const e of this.encoders.values()) {
+      try {
+        e.close?.();
+      } catch {
+        // freeing is best effort
+      }
+    }
     this.stream.close();
     this.o.log.info(`${this.remote}: disconnected: ${reason}`);
   }

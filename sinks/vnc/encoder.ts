@@ -50,4 +50,6 @@ export interface EncodeOptions {
 export interface RectEncoder {
   readonly encoding: number;
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number;
+  /** Frees what the encoder holds (zlib streams); called when its connection ends. */
+  close?(): void;
 }

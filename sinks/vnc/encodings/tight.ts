@@ -625,6 +625,14 @@ class TightBase implements RectEncoder {
     return turboJpegAvailable() ? "turbojpeg" : "jpeg-js";
   }
 
+  /** Frees the four zlib streams. */
+  close(): void {
+    for (let i = 0; i < this.streams.length; i++) {
+      this.streams[i]?.close();
+      this.streams[i] = undefined;
+    }
+  }
+
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {
     if (r.w <= 0 || r.h <= 0) return 0;
     if (r.x < 0 || r.y < 0 || r.x + r.w > fb.width || r.y + r.h > fb.height) {
