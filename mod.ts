@@ -42,6 +42,22 @@ export { attachSink, type Sink, type SinkFrame, type SinkHandle } from "./sinks/
 export { serveVnc, type VncOptions, type VncService } from "./sinks/vnc/mod.ts";
 export { serveWeb, type WebOptions, type WebService } from "./sinks/web/server.ts";
 export { KeyTranslator, loadKeymap } from "./sinks/vnc/keymap/mod.ts";
+export {
+  startVideoRecorder,
+  videoContainerOf,
+  type VideoRecorder,
+  type VideoRecorderOptions,
+  type VideoResult,
+  type VideoStats,
+} from "./sinks/record/video.ts";
+export {
+  encodePng,
+  PNG_RGB,
+  snapshot,
+  type SnapshotOptions,
+  type SnapshotService,
+  startSnapshots,
+} from "./sinks/record/snapshot.ts";
 
 if (import.meta.main) {
   const { main } = await import("./cli/main.ts");

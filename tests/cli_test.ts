@@ -52,6 +52,50 @@ Deno.test("cli: flags parse into settings; mistakes are UsageErrors", () => {
   }
 });
 
+Deno.test("cli: --record, --record-fps and --snapshot parse; their mistakes are UsageErrors", () => {
+  const o = parseCli([
+    "--domid",
+    "3",
+    "--record",
+    "out.MP4",
+    "--record-fps",
+    "10",
+    "--snapshot",
+    "shot.png",
+  ]);
+  assertEquals([o.record, o.recordFps, o.snapshot], ["out.MP4", 10, "shot.png"]);
+  assertEquals(parseCli(["--domid", "3", "--record", "x.webm"]).recordFps, 25);
+  assertEquals(parseCli(["--domid", "3", "--record", "x.fbs"]).record, "x.fbs");
+  assertEquals(parseCli(["--domid", "3"]).record, undefined);
+  for (
+    const [bad, why] of [
+      [["--record", "x.avi"], /--record must name a .mp4, .webm or .fbs file/],
+      [["--record", "mp4"], /--record must name/],
+      [["--record"], /argument missing/],
+      [["--record-fps", "10"], /--record-fps goes with --record/],
+      [["--record", "x.mp4", "--record-fps", "0"], /--record-fps must be in 1..120/],
+      [["--record", "x.mp4", "--record-fps", "121"], /--record-fps must be in 1..120/],
+      [["--record", "x.mp4", "--record-fps", "fast"], /--record-fps must be a number/],
+      [["--record", "x.fbs", "--record-fps", "10"], /--record-fps is for .mp4 and .webm/],
+      [["--snapshot", "x.jpg"], /--snapshot must name a .png file/],
+      [["--snapshot"], /argument missing/],
+    ] as const
+  ) {
+    assertThrows(() => parseCli(["--domid", "3", ...bad]), (e: Error) => {
+      assert(e instanceof UsageError, `${bad}: ${e}`);
+      assert(why.test(e.message), `${bad}: ${e.message}`);
+      return true;
+    });
+  }
+});
+
+Deno.test("cli: a bad --record prints the usage and exits 2", async () => {
+  const r = await run(["--sim", "--domid", "3", "--record", "x.avi"]);
+  assertEquals(r.code, 2);
+  assert(r.stderr.includes("--record must name a .mp4, .webm or .fbs file"), r.stderr);
+  assert(r.stderr.includes("--record-fps N"), "the usage lists the recording flags");
+});
+
 Deno.test("cli: a bad flag prints the usage and exits 2", async () => {
   const r = await run(["--domid", "3", "--frobnicate"]);
   assertEquals(r.code, 2);

@@ -1,4 +1,5 @@
 import type { InputEvent } from "../../pipeline/events.ts";
+import type { Rect } from "../../pipeline/rect.ts";
 import type { Logger } from "../log.ts";
 import { FbFront, type FbFrontFlavour } from "./fbfront.ts";
 import { KbdFront } from "./kbdfront.ts";
@@ -8,7 +9,10 @@ import { loadProgram } from "./programs/mod.ts";
 
 /** Settings of a simulated guest. */
 export interface SimGuestOptions {
-  /** A program name: demo, desktop, scroll, video, cursor, static, image:PATH; "none" runs nothing. */
+  /**
+   * A program name: demo, desktop, scroll, video, cursor, static, image:PATH,
+   * replay:PATH (an FBS recording); "none" runs nothing.
+   */
   program?: string;
   width?: number;
   height?: number;
@@ -24,6 +28,12 @@ export interface SimGuestOptions {
   /** Whether the guest has a vkbd (default true). */
   keyboard?: boolean;
   log?: Logger;
+  /**
+   * Called on the main thread for each frame the program announces, after the
+   * kernel saw its damage and before the program may draw the next one at rate
+   * "max" (so the framebuffer holds exactly frame `n` there; tests compare it).
+   */
+  onFrame?(n: number, rects: readonly Rect[]): void;
 }
 
 /**
@@ -63,11 +73,12 @@ export class SimGuest {
   static async create(xen: SimXen, domid: number, opts: SimGuestOptions = {}): Promise<SimGuest> {
     const program = opts.program ?? "demo";
     let size = { width: opts.width ?? 1024, height: opts.height ?? 768 };
-    if (program.startsWith("image:")) {
+    if (program.startsWith("image:") || program.startsWith("replay:")) {
+      // The screen takes the image's size, or the recording's largest.
       const img = await loadProgram(program, size.width, size.height);
       size = { width: img.width, height: img.height };
     }
-    const name = `sim-${program.replace(/^image:.*/, "image")}-${domid}`;
+    const name = `sim-${program.replace(/^(image|replay):.*/, "$1")}-${domid}`;
     const dom = await xen.createDomain(domid, name);
     await xen.addDevice(domid, "vfb");
     if (opts.keyboard !== false) await xen.addDevice(domid, "vkbd");
@@ -113,7 +124,13 @@ export class SimGuest {
       const m = e.data;
       if (m.type === "frame") {
         this.lastFrame = m.n;
+        if (m.size && this.fbfront && !this.fbfront.resize(m.size.width, m.size.height)) {
+          this.opts.log?.warn(
+            `guest program wants a ${m.size.width}x${m.size.height} screen; the framebuffer cannot resize`,
+          );
+        }
         this.fbfront?.damage(m.rects);
+        this.opts.onFrame?.(m.n, m.rects);
         if (this.opts.rate === "max") w.postMessage({ type: "ack" } satisfies ToWorker);
         this.waiters.splice(0).forEach((f) => f());
       } else if (m.type === "error") {

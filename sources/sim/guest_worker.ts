@@ -6,7 +6,8 @@
  * rectangles it drew, as a program writing to /dev/fb0 would.
  */
 import { loadProgram } from "./programs/mod.ts";
-import type { DrawTarget, GuestProgram } from "./programs/workloads.ts";
+import type { DrawTarget } from "./programs/workloads.ts";
+import type { PacedProgram } from "../replay/program.ts";
 import type { InputEvent } from "../../pipeline/events.ts";
 import type { Rect } from "../../pipeline/rect.ts";
 import { convertPixels } from "../../pipeline/convert_pixels.ts";
@@ -34,10 +35,13 @@ export type ToWorker =
 
 /** Messages from the worker. */
 export type FromWorker =
-  | { type: "frame"; n: number; rects: Rect[] }
+  /** `size`: the program now shows a screen of this size (its `screenSize()` changed). */
+  | { type: "frame"; n: number; rects: Rect[]; size?: { width: number; height: number } }
   | { type: "error"; message: string };
 
-let program: GuestProgram | undefined;
+// Programs may pace themselves (dueMs) and change their screen size (screenSize): replay does.
+let program: PacedProgram | undefined;
+let shown = { width: 0, height: 0 };
 let target: DrawTarget;
 let scratch: DrawTarget | undefined; // 32 bpp drawing for guests of other depths
 let out: { bytes: Uint8Array; stride: number; depth: number };
@@ -81,13 +85,26 @@ function publish(rects: Rect[]) {
 function frame() {
   timer = undefined;
   if (stopped || !program) return;
+  if (program.dueMs && program.dueMs(n) === undefined) return; // the program has finished
   const rects = program.drawFrame(scratch ?? target, n, nowUs());
   if (scratch && rects.length) publish(rects);
-  const sent = rects.length > 0;
-  if (sent) self.postMessage({ type: "frame", n, rects } satisfies FromWorker);
+  const s = program.screenSize?.();
+  const resized = s !== undefined && (s.width !== shown.width || s.height !== shown.height);
+  if (resized) shown = { width: s.width, height: s.height };
+  const sent = rects.length > 0 || resized;
+  if (sent) {
+    self.postMessage(
+      { type: "frame", n, rects, ...(resized ? { size: shown } : {}) } satisfies FromWorker,
+    );
+  }
   n++;
   if (rate === 0 && sent) {
     waitingAck = true; // the next frame once the kernel took this one
+    return;
+  }
+  if (program.dueMs && rate !== 0) {
+    const due = program.dueMs(n);
+    if (due !== undefined) timer = setTimeout(frame, Math.max(0, t0 + due - performance.now()));
     return;
   }
   const period = rate === 0 ? 1000 / 30 : 1000 / rate;
@@ -123,8 +140,11 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         target = scratch;
       }
       n = 0;
+      shown = { width: m.width, height: m.height };
       t0 = performance.now();
-      frame();
+      const due = rate !== 0 ? program.dueMs?.(0) : undefined;
+      if (due !== undefined) timer = setTimeout(frame, Math.max(0, due));
+      else frame();
     } else if (m.type === "input") {
       program?.input?.(m.ev);
     } else if (m.type === "ack") {

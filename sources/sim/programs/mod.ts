@@ -1,6 +1,7 @@
 /**
  * Guest programs of the simulator, by name: `demo`, the standard workloads
- * (`desktop`, `scroll`, `video`, `cursor`, `static`) and `image:PATH`.
+ * (`desktop`, `scroll`, `video`, `cursor`, `static`), `image:PATH` and
+ * `replay:PATH` (an FBS recording played back, `sources/replay/`).
  *
  * ```ts
  * import { loadProgram } from "./mod.ts";
@@ -29,7 +30,12 @@ export { createDemo, type DemoOptions } from "./demo.ts";
 export { createImage } from "./image.ts";
 
 /** The program names {@link loadProgram} accepts. */
-export const PROGRAM_NAMES: readonly string[] = ["demo", ...WORKLOAD_NAMES, "image:PATH"];
+export const PROGRAM_NAMES: readonly string[] = [
+  "demo",
+  ...WORKLOAD_NAMES,
+  "image:PATH",
+  "replay:PATH",
+];
 
 /** Options of {@link loadProgram} (used by `demo`). */
 export interface LoadOptions {
@@ -41,7 +47,7 @@ export interface LoadOptions {
 
 /**
  * Makes the program named by `spec` for a w x h screen. `image:PATH` sets the
- * screen to the image's size. Throws for an unknown name, listing the valid ones.
+ * screen to the image's size, `replay:PATH` to the recording's largest size. Throws for an unknown name, listing the valid ones.
  */
 export async function loadProgram(
   spec: string,
@@ -59,6 +65,14 @@ export async function loadProgram(
     const path = spec.slice("image:".length);
     if (!path) throw new Error(`guest program "image:" needs a path: image:PATH`);
     return await createImage(path);
+  }
+  if (spec.startsWith("replay:")) {
+    const path = spec.slice("replay:".length);
+    if (!path) throw new Error(`guest program "replay:" needs a path: replay:PATH`);
+    // Loaded only for replay guests: it brings the RFB decoder and zlib.
+    const { createReplay } = await import("../../replay/program.ts");
+    const r = await createReplay(path);
+    return { program: r.program, width: r.width, height: r.height };
   }
   throw new Error(
     `unknown guest program "${spec}"; valid: ${PROGRAM_NAMES.join(", ")}`,
