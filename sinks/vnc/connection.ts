@@ -84,6 +84,7 @@ export class RfbConnection {
   private readonly forced = new Subject<DisplayEvent>();
   private sub: Subscription | undefined;
   private sending = false;
+  private wanted = false;
   private clientW = 0;
   private clientH = 0;
   private continuous = false;
@@ -295,7 +296,7 @@ export class RfbConnection {
           h: dv.getUint16(7),
         };
         if (b[0] === 0) this.forced.next({ type: "damage", rects: [r] });
-        this.asks.next();
+        this.want();
         return;
       }
       case 4: { // KeyEvent
@@ -336,7 +337,7 @@ export class RfbConnection {
           throw new ProtocolError("EnableContinuousUpdates without the pseudo-encoding");
         }
         this.continuous = b[0] !== 0;
-        if (this.continuous) this.asks.next();
+        if (this.continuous) this.want();
         else await this.send(Uint8Array.of(150)); // EndOfContinuousUpdates
         return;
       }
@@ -484,13 +485,26 @@ export class RfbConnection {
     this.forced.next({ type: "damage", rects: [{ x: 0, y: 0, w: 1, h: 1 }] });
   }
 
+  /**
+   * The client wants an update (a request, or continuous updates). It is
+   * passed on to the coalescing only between writes: while an update is
+   * being written the wish waits, and damage keeps merging.
+   */
+  private want() {
+    this.wanted = true;
+    if (!this.sending && this.closedReason === undefined) {
+      this.wanted = false;
+      this.asks.next();
+    }
+  }
+
   private update(u: CoalescedUpdate) {
-    if (this.sending) return; // cannot happen: one ask at a time
     this.sending = true;
     this.writeUpdate(u)
       .then(() => {
         this.sending = false;
-        if (this.continuous && this.closedReason === undefined) this.asks.next();
+        if (this.continuous) this.wanted = true;
+        if (this.wanted) this.want();
       })
       .catch((e) => {
         this.sending = false;
