@@ -54,7 +54,10 @@ Deno.test("daemon (--all): guests are served as they come and detached as they g
       guests.push(g);
       await g.boot();
     }
-    await waitFor(() => daemon.sinks(61)?.vnc !== undefined && daemon.sinks(62)?.vnc !== undefined, "both served");
+    await waitFor(
+      () => daemon.sinks(61)?.vnc !== undefined && daemon.sinks(62)?.vnc !== undefined,
+      "both served",
+    );
     const p61 = daemon.sinks(61)!.vnc!.port, p62 = daemon.sinks(62)!.vnc!.port;
     assert(p61 !== p62, "each guest on its own display");
     await waitFor(() => guests.every((g) => g.fbfront!.isConnected), "frontends connected");

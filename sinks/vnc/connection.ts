@@ -553,10 +553,6 @@ export class RfbConnection {
       this.pointer.relativeDeltas = !abs;
       n++;
     }
-    if (this.pseudo.has(Encoding.Cursor) && !this.sentCursor) {
-      this.sentCursor = true;
-      n += arrowCursor(w, this.pf);
-    }
     const opts: EncodeOptions = {
       pf: this.pf,
       compressLevel: this.compressLevel,
@@ -569,6 +565,12 @@ export class RfbConnection {
     for (const r of rects) {
       if (r.w <= 0 || r.h <= 0) continue;
       n += encoder.encode(fb, r, opts, w);
+    }
+    // The cursor shape goes after the pixels: soft-cursor clients (vncsnapshot)
+    // save what is under the cursor when the shape arrives.
+    if (this.pseudo.has(Encoding.Cursor) && !this.sentCursor) {
+      this.sentCursor = true;
+      n += arrowCursor(w, this.pf);
     }
     if (n > 0xffff) throw new ProtocolError(`update of ${n} rectangles`);
     w.patchU16(2, n);
