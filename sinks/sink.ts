@@ -1,4 +1,4 @@
-import { type Observable, Subject, type Subscription } from "rxjs";
+import { type Observable, Subject, Subscription } from "rxjs";
 import { coalesceDamage } from "../pipeline/coalesce_damage.ts";
 import { convertPixels } from "../pipeline/convert_pixels.ts";
 import type { DisplayEvent } from "../pipeline/events.ts";
@@ -96,7 +96,7 @@ export function attachSink(
 ): SinkHandle {
   const asks = new Subject<void>();
   const format = sink.format ?? XRGB8888;
-  let sub: Subscription | undefined;
+  const sub = new Subscription();
   let finished = false;
   let resolveDone!: (reason: string) => void;
   const done = new Promise<string>((r) => resolveDone = r);
@@ -107,7 +107,7 @@ export function attachSink(
     if (finished) return;
     finished = true;
     clearTimeout(timer);
-    sub?.unsubscribe();
+    sub.unsubscribe();
     if (isError) log?.error(`sink ${sink.name} stopped: ${reason}`);
     else log?.info(`sink ${sink.name} stopped: ${reason}`);
     Promise.resolve()
@@ -123,23 +123,25 @@ export function attachSink(
     else asks.next();
   };
 
-  sub = display$.pipe(coalesceDamage(asks)).subscribe({
-    next: (u) => {
-      last = performance.now();
-      let result: void | Promise<void>;
-      try {
-        result = sink.frame(frameOf(u.fb, u.region, u.resized, format));
-      } catch (e) {
-        finish(e instanceof Error ? e.message : String(e), true);
-        return;
-      }
-      if (result instanceof Promise) {
-        result.then(askLater, (e) => finish(e instanceof Error ? e.message : String(e), true));
-      } else askLater();
-    },
-    error: (e) => finish(`display failed: ${e}`, true),
-    complete: () => finish("display ended"),
-  });
+  sub.add(
+    display$.pipe(coalesceDamage(asks)).subscribe({
+      next: (u) => {
+        last = performance.now();
+        let result: void | Promise<void>;
+        try {
+          result = sink.frame(frameOf(u.fb, u.region, u.resized, format));
+        } catch (e) {
+          finish(e instanceof Error ? e.message : String(e), true);
+          return;
+        }
+        if (result instanceof Promise) {
+          result.then(askLater, (e) => finish(e instanceof Error ? e.message : String(e), true));
+        } else askLater();
+      },
+      error: (e) => finish(`display failed: ${e}`, true),
+      complete: () => finish("display ended"),
+    }),
+  );
   asks.next();
   return { done, stop: () => finish("stopped") };
 }

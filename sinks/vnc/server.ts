@@ -73,7 +73,6 @@ export class VncServer {
   async serve(stream: RfbStream): Promise<void> {
     const log = this.o.log;
     log.info(`${stream.remote}: connected`);
-    let conn: RfbConnection;
     const opts: ConnectionOptions = {
       source: this.o.source,
       name: this.o.name,
@@ -93,7 +92,7 @@ export class VncServer {
         }
       },
     };
-    conn = new RfbConnection(stream, opts);
+    const conn: RfbConnection = new RfbConnection(stream, opts);
     this.clients.add(conn);
     try {
       await conn.run();
