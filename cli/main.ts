@@ -11,12 +11,14 @@ import { parseWebAddress } from "../sinks/web/server.ts";
 import { videoContainerOf } from "../sinks/record/video.ts";
 import { serveXenstore } from "../sources/sim/xenstore_server.ts";
 import { openXenPlatform } from "../sources/xen/platform.ts";
+import { openSimHostPlatform } from "../sources/sim/remote.ts";
 import { runDaemon } from "./daemon.ts";
 import { serveSinks, type SinkSettings } from "./serve_guest.ts";
 import { type DeviceModelArgs, markDeviceModelRunning, parseDeviceModelArgs } from "./toolstack.ts";
 
 export const USAGE = `Usage: deno run -A mod.ts [--sim] --domid N [options]
        deno run -A mod.ts --all [options]
+       deno run -A mod.ts --domid N|--all --sim-host PATH [options]
        rxfb -d DOMID -domain-name NAME -nographic -M xenpv   (as libxl's device model)
 
 rxfb serves the display and input of a Xen PV guest's vfb/vkbd.
@@ -26,6 +28,9 @@ rxfb serves the display and input of a Xen PV guest's vfb/vkbd.
   --sim                run against a simulated Xen host and guest (no Xen needed)
   --xenstore-socket P  sim: also serve the simulated xenstore on UNIX socket P
                        (xenstore-ls etc. with XENSTORED_PATH=P)
+  --sim-host PATH      instead of real Xen, the simulated host of
+                       "deno run -A sources/sim/host_main.ts PATH", whose guests
+                       are processes of their own (sources/sim/guest_main.ts)
   --guest PROGRAM      sim: what the guest shows: ${PROGRAM_NAMES.join(", ")} (default demo)
   --size WxH           sim: framebuffer size (default 1024x768)
   --depth BITS         sim: framebuffer depth 8, 16, 24 or 32 (default 32)
@@ -55,6 +60,7 @@ const FLAGS = {
   sim: { type: "boolean" },
   all: { type: "boolean" },
   "xenstore-socket": { type: "string" },
+  "sim-host": { type: "string" },
   guest: { type: "string" },
   size: { type: "string" },
   depth: { type: "string" },
@@ -85,6 +91,8 @@ export interface CliOptions extends SinkSettings {
   sim: boolean;
   all: boolean;
   xenstoreSocket?: string;
+  /** --sim-host: the xenstore socket of a simulated host in another process. */
+  simHost?: string;
   guest: string;
   width: number;
   height: number;
@@ -137,9 +145,16 @@ export function parseCli(args: string[]): CliOptions {
   const all = f.all === true;
   if (all && domidText !== undefined) throw new UsageError("--all serves every domain: no --domid");
   if (all && f.sim === true) {
-    throw new UsageError("--all needs real Xen (tests run the daemon on the simulator)");
+    throw new UsageError("--all needs real Xen or --sim-host PATH (a simulated host of its own)");
   }
   if (domidText === undefined && !help && !all) throw new UsageError("--domid N is required");
+  const simHost = s("sim-host");
+  if (simHost !== undefined && f.sim === true) {
+    throw new UsageError("--sim-host attaches to a simulated host of its own: no --sim");
+  }
+  if (simHost !== undefined && s("xenstore-socket") !== undefined) {
+    throw new UsageError("--xenstore-socket is for --sim (the host serves its own)");
+  }
   const domid = domidText === undefined ? 0 : int(domidText, "--domid", 1, 32751);
   const size = s("size") ?? "1024x768";
   const m = /^(\d+)x(\d+)$/.exec(size);
@@ -208,6 +223,7 @@ export function parseCli(args: string[]): CliOptions {
     sim: f.sim === true,
     all,
     xenstoreSocket: s("xenstore-socket"),
+    simHost,
     guest: s("guest") ?? "demo",
     width,
     height,
@@ -234,6 +250,8 @@ function untilSignalled(): Promise<void> {
     };
     Deno.addSignalListener("SIGINT", stop);
     Deno.addSignalListener("SIGTERM", stop);
+    // libxl ends a device model with SIGHUP (xl destroy, guest reboot).
+    Deno.addSignalListener("SIGHUP", stop);
   });
 }
 
@@ -254,13 +272,30 @@ async function realXen(): Promise<Platform & { close(): Promise<void> } | undefi
   }
 }
 
-/** Serves one attached guest until a signal; returns the exit status. */
+/** The simulated host of --sim-host, or one line saying why it cannot be reached. */
+async function simHostPlatform(path: string, log: Logger) {
+  try {
+    const p = await openSimHostPlatform(path);
+    log.info(`simulated host at ${path} (hypervisor ${p.hv.path}, host pid ${p.hv.hostPid})`);
+    return p;
+  } catch (e) {
+    console.error(
+      `rxfb: cannot reach the simulated host at ${path} ` +
+        `(${e instanceof Error ? e.message : e}); start it with ` +
+        `"deno run -A sources/sim/host_main.ts ${path}"`,
+    );
+    return undefined;
+  }
+}
+
+/** Serves one attached guest until a signal (or `until`); returns the exit status. */
 async function serveUntilSignalled(
   platform: Platform,
   guest: Guest,
   settings: SinkSettings,
   log: Logger,
   cleanup: () => Promise<void>,
+  until?: Promise<unknown>,
 ): Promise<number> {
   let sinks;
   try {
@@ -271,7 +306,7 @@ async function serveUntilSignalled(
     await cleanup();
     return 1;
   }
-  await untilSignalled();
+  await Promise.race([untilSignalled(), until ?? new Promise(() => {})]);
   await sinks.close();
   await guest.close();
   await cleanup();
@@ -351,6 +386,34 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const log = consoleLogger("rxfb", o.quiet);
+
+  if (o.simHost !== undefined) {
+    const platform = await simHostPlatform(o.simHost, log);
+    if (!platform) return 1;
+    let hostGone = false;
+    const gone = platform.lost.then((why) => {
+      hostGone = true;
+      log.error(`the simulated host went away (${why})`);
+    });
+    if (o.all) {
+      const daemon = runDaemon(platform, o, log);
+      await Promise.race([untilSignalled(), gone]);
+      await daemon.close();
+      await platform.close();
+      log.info("stopped");
+      return hostGone ? 1 : 0;
+    }
+    const guest = await attach({ domid: o.domid, platform, log });
+    const code = await serveUntilSignalled(
+      platform,
+      guest,
+      { ...o, toolstackKeys: true, publishPort: true },
+      log,
+      () => platform.close(),
+      gone,
+    );
+    return hostGone ? 1 : code;
+  }
 
   if (o.all) {
     const platform = await realXen();

@@ -18,7 +18,7 @@ import { indexView, loadIndex, pending, slotOffset, storeIndex } from "../device
 import { XenbusState } from "../device/xenbus.ts";
 import type { Rect } from "../../pipeline/rect.ts";
 import { PAGE_SIZE } from "../platform.ts";
-import type { SimDomain } from "./platform.ts";
+import type { GuestDomain } from "./platform.ts";
 import { parseState } from "../device/xenbus.ts";
 
 /** How the simulated fbfront behaves: like Linux's xen-fbfront, or like Mini-OS's fbfront. */
@@ -40,10 +40,16 @@ export interface FbFrontOptions {
   protocol?: string;
 }
 
-/** The framebuffer the guest draws into (the Worker gets `sab`). */
+/** The framebuffer the guest draws into. */
 export interface GuestFb {
-  sab: SharedArrayBuffer;
+  /**
+   * Its memory: a SharedArrayBuffer (in-process simulator; the Worker gets
+   * it), or an ArrayBuffer over a file mapping (`file` says which file: the
+   * Worker maps it too).
+   */
+  sab: ArrayBufferLike;
   byteOffset: number;
+  file?: { readonly path: string; readonly offset: number };
   width: number;
   height: number;
   stride: number;
@@ -67,7 +73,7 @@ export class FbFront {
   private pageFrame = 0;
   private dirFrames: number[] = [];
   private fbFirst = 0;
-  private evtchn?: ReturnType<SimDomain["allocUnbound"]>;
+  private evtchn?: ReturnType<GuestDomain["allocUnbound"]>;
   private subs: Subscription[] = [];
   private connected = false;
   private feConnected = false;
@@ -84,7 +90,7 @@ export class FbFront {
   /** Called when the frontend reaches Connected. */
   onConnected: () => void = () => {};
 
-  constructor(private readonly dom: SimDomain, private opts: FbFrontOptions, devid = 0) {
+  constructor(private readonly dom: GuestDomain, private opts: FbFrontOptions, devid = 0) {
     this.fe = `/local/domain/${dom.domid}/device/vfb/${devid}`;
     this.be = `/local/domain/0/backend/vfb/${dom.domid}/${devid}`;
     this.flavour = opts.flavour ?? "linux";
@@ -100,7 +106,16 @@ export class FbFront {
     const fbPages = memLength / PAGE_SIZE;
     const fbRun = this.dom.memory.alloc(fbPages);
     this.fbFirst = fbRun.first;
-    this.fb = { sab: fbRun.sab, byteOffset: 0, width, height, stride, depth, memLength };
+    this.fb = {
+      sab: fbRun.bytes.buffer,
+      byteOffset: fbRun.bytes.byteOffset,
+      file: fbRun.file,
+      width,
+      height,
+      stride,
+      depth,
+      memLength,
+    };
 
     const shared = this.dom.memory.alloc(1);
     this.pageFrame = shared.first;
@@ -108,7 +123,7 @@ export class FbFront {
     const entry = this.opts.protocol === "x86_32-abi" ? 4 : 8;
     const perDir = PAGE_SIZE / entry;
     const nDirs = Math.ceil(fbPages / perDir);
-    const dv = new DataView(this.page.buffer);
+    const dv = new DataView(this.page.buffer, this.page.byteOffset, this.page.byteLength);
     dv.setInt32(XENFB_PAGE.width, width, true);
     dv.setInt32(XENFB_PAGE.height, height, true);
     dv.setUint32(XENFB_PAGE.line_length, stride, true);
@@ -118,7 +133,7 @@ export class FbFront {
     for (let d = 0; d < nDirs; d++) {
       const dir = this.dom.memory.alloc(1);
       this.dirFrames.push(dir.first);
-      const ddv = new DataView(dir.sab);
+      const ddv = new DataView(dir.bytes.buffer, dir.bytes.byteOffset, dir.bytes.byteLength);
       for (let i = 0; i < perDir && d * perDir + i < fbPages; i++) {
         writeEntry(ddv, i * entry, this.fbFirst + d * perDir + i, entry);
       }

@@ -3,7 +3,7 @@ import type { Rect } from "../../pipeline/rect.ts";
 import type { Logger } from "../log.ts";
 import { FbFront, type FbFrontFlavour } from "./fbfront.ts";
 import { KbdFront } from "./kbdfront.ts";
-import type { SimDomain, SimXen } from "./platform.ts";
+import type { GuestDomain, SimDomain, SimXen } from "./platform.ts";
 import type { FromWorker, ToWorker } from "./guest_worker.ts";
 import { loadProgram } from "./programs/mod.ts";
 
@@ -36,12 +36,33 @@ export interface SimGuestOptions {
   onFrame?(n: number, rects: readonly Rect[]): void;
 }
 
+/** The screen size a guest of these options boots with (an image's or recording's own). */
+export async function simGuestScreen(
+  opts: SimGuestOptions,
+): Promise<{ width: number; height: number }> {
+  const program = opts.program ?? "demo";
+  let size = { width: opts.width ?? 1024, height: opts.height ?? 768 };
+  if (program.startsWith("image:") || program.startsWith("replay:")) {
+    // The screen takes the image's size, or the recording's largest.
+    const img = await loadProgram(program, size.width, size.height);
+    size = { width: img.width, height: img.height };
+  }
+  return size;
+}
+
+/** The domain name the simulator gives a guest running `program`. */
+export function simGuestName(program: string, domid: number): string {
+  return `sim-${program.replace(/^(image|replay):.*/, "$1")}-${domid}`;
+}
+
 /**
  * A simulated PV guest: a domain with a vfb and a vkbd whose frontends
  * behave like Linux's, and a program drawing in its own Worker (its vCPU).
  * `boot()` probes the frontends; `reboot()` closes and probes them again.
+ * The domain is an in-process `SimDomain` (`create`) or any `GuestDomain`
+ * (`onDomain`: a guest process of a simulated host, sim/remote.ts).
  */
-export class SimGuest {
+export class SimGuest<D extends GuestDomain = SimDomain> {
   fbfront?: FbFront;
   kbdfront?: KbdFront;
   /** Every input event the guest read from its keyboard ring. */
@@ -49,6 +70,8 @@ export class SimGuest {
   /** Frames the program has drawn (sequence number of the last). */
   lastFrame = -1;
   private worker?: Worker;
+  /** The Worker maps the framebuffer's file itself (and must unmap it). */
+  private workerMapsFile = false;
   private inputLog?: Deno.FsFile;
   private width: number;
   private height: number;
@@ -56,7 +79,7 @@ export class SimGuest {
   private readonly waiters: (() => void)[] = [];
 
   private constructor(
-    readonly domain: SimDomain,
+    readonly domain: D,
     private readonly opts: SimGuestOptions,
     size: { width: number; height: number },
   ) {
@@ -70,19 +93,27 @@ export class SimGuest {
    * Creates domain `domid` with a vfb and a vkbd on `xen`, as the toolstack
    * would. The guest is not running until `boot()`.
    */
-  static async create(xen: SimXen, domid: number, opts: SimGuestOptions = {}): Promise<SimGuest> {
-    const program = opts.program ?? "demo";
-    let size = { width: opts.width ?? 1024, height: opts.height ?? 768 };
-    if (program.startsWith("image:") || program.startsWith("replay:")) {
-      // The screen takes the image's size, or the recording's largest.
-      const img = await loadProgram(program, size.width, size.height);
-      size = { width: img.width, height: img.height };
-    }
-    const name = `sim-${program.replace(/^(image|replay):.*/, "$1")}-${domid}`;
-    const dom = await xen.createDomain(domid, name);
+  static async create(
+    xen: SimXen,
+    domid: number,
+    opts: SimGuestOptions = {},
+  ): Promise<SimGuest<SimDomain>> {
+    const size = await simGuestScreen(opts);
+    const dom = await xen.createDomain(domid, simGuestName(opts.program ?? "demo", domid));
     await xen.addDevice(domid, "vfb");
     if (opts.keyboard !== false) await xen.addDevice(domid, "vkbd");
     return new SimGuest(dom, opts, size);
+  }
+
+  /**
+   * A guest on a domain that exists already with its vfb (and vkbd unless
+   * `opts.keyboard` is false). The guest is not running until `boot()`.
+   */
+  static async onDomain<D extends GuestDomain>(
+    dom: D,
+    opts: SimGuestOptions = {},
+  ): Promise<SimGuest<D>> {
+    return new SimGuest(dom, opts, await simGuestScreen(opts));
   }
 
   get domid(): number {
@@ -120,6 +151,7 @@ export class SimGuest {
     const fb = this.fbfront!.fb;
     const w = new Worker(new URL("./guest_worker.ts", import.meta.url), { type: "module" });
     this.worker = w;
+    this.workerMapsFile = fb.file !== undefined;
     w.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
       if (m.type === "frame") {
@@ -142,13 +174,18 @@ export class SimGuest {
       this.opts.log?.error(`guest program crashed: ${e.message}`);
     };
     const rate = this.opts.rate === "max" ? 0 : this.opts.rate ?? 60;
+    // Shared memory goes to the Worker as it is; a file mapping cannot be
+    // sent (it would be copied), so the Worker maps the same file itself.
+    const memory = fb.file
+      ? { file: { path: fb.file.path, offset: fb.file.offset, length: fb.memLength } }
+      : { sab: fb.sab as SharedArrayBuffer };
     w.postMessage(
       {
         type: "start",
         program: this.opts.program ?? "demo",
         domid: this.domid,
-        sab: fb.sab,
-        byteOffset: fb.byteOffset,
+        ...memory,
+        byteOffset: fb.file ? 0 : fb.byteOffset,
         width: fb.width,
         height: fb.height,
         stride: fb.stride,
@@ -159,9 +196,24 @@ export class SimGuest {
   }
 
   private stopProgram() {
-    this.worker?.postMessage({ type: "stop" } satisfies ToWorker);
-    this.worker?.terminate();
+    const w = this.worker;
+    if (!w) return;
     this.worker = undefined;
+    w.postMessage({ type: "stop" } satisfies ToWorker);
+    if (!this.workerMapsFile) {
+      w.terminate();
+      return;
+    }
+    // A Worker with a file mapping unmaps it and says "stopped" before it
+    // ends; terminated at once, it would leave the mapping behind.
+    const timer = setTimeout(() => w.terminate(), 2000);
+    Deno.unrefTimer(timer);
+    w.onmessage = (e: MessageEvent<FromWorker>) => {
+      if (e.data.type === "stopped") {
+        clearTimeout(timer);
+        w.terminate();
+      }
+    };
   }
 
   /** Resolves after the program announced its next frame. */

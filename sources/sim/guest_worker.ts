@@ -12,6 +12,7 @@ import type { InputEvent } from "../../pipeline/events.ts";
 import type { Rect } from "../../pipeline/rect.ts";
 import { convertPixels } from "../../pipeline/convert_pixels.ts";
 import { pvFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
+import { mapShmFile, type ShmMapping } from "./shm.ts";
 
 /** Messages to the worker. */
 export type ToWorker =
@@ -20,7 +21,10 @@ export type ToWorker =
     program: string;
     domid: number;
     title?: string;
-    sab: SharedArrayBuffer;
+    /** The framebuffer's memory (in-process simulator) ... */
+    sab?: SharedArrayBuffer;
+    /** ... or the file the guest's framebuffer is a mapping of (a guest process). */
+    file?: { path: string; offset: number; length: number };
     byteOffset: number;
     width: number;
     height: number;
@@ -37,7 +41,9 @@ export type ToWorker =
 export type FromWorker =
   /** `size`: the program now shows a screen of this size (its `screenSize()` changed). */
   | { type: "frame"; n: number; rects: Rect[]; size?: { width: number; height: number } }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string }
+  /** The Worker unmapped its file mapping and ends (answer to "stop"). */
+  | { type: "stopped" };
 
 // Programs may pace themselves (dueMs) and change their screen size (screenSize): replay does.
 let program: PacedProgram | undefined;
@@ -51,6 +57,8 @@ let t0 = 0;
 let stopped = false;
 let waitingAck = false;
 let timer: ReturnType<typeof setTimeout> | undefined;
+/** The framebuffer file's mapping, when the guest's memory is a file (a guest process). */
+let mapping: ShmMapping | undefined;
 
 function nowUs(): number {
   return Math.floor((performance.timeOrigin + performance.now()) * 1000) % 4294967296;
@@ -120,12 +128,19 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
         domid: m.domid,
         title: m.title,
       });
+      if (stopped) return; // stopped while the program loaded
       program = loaded.program;
       rate = m.rate;
-      out = { bytes: new Uint8Array(m.sab, m.byteOffset), stride: m.stride, depth: m.depth };
+      let memory: ArrayBufferLike;
+      if (m.file) {
+        mapping = mapShmFile(m.file.path, m.file.offset, m.file.length, true);
+        memory = mapping.bytes.buffer;
+      } else if (m.sab) memory = m.sab;
+      else throw new Error("no framebuffer memory");
+      out = { bytes: new Uint8Array(memory, m.byteOffset), stride: m.stride, depth: m.depth };
       if (m.depth === 32 && m.stride % 4 === 0 && m.byteOffset % 4 === 0) {
         target = {
-          px: new Uint32Array(m.sab, m.byteOffset, (m.stride / 4) * m.height),
+          px: new Uint32Array(memory, m.byteOffset, (m.stride / 4) * m.height),
           width: m.width,
           height: m.height,
           strideWords: m.stride / 4,
@@ -155,6 +170,11 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
     } else if (m.type === "stop") {
       stopped = true;
       if (timer !== undefined) clearTimeout(timer);
+      if (mapping) {
+        mapping.unmap();
+        mapping = undefined;
+        self.postMessage({ type: "stopped" } satisfies FromWorker);
+      }
       self.close();
     }
   } catch (err) {

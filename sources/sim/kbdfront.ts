@@ -13,7 +13,7 @@ import {
 } from "../device/kbdif.ts";
 import { indexView, loadIndex, pending, slotOffset, storeIndex } from "../device/ring.ts";
 import { parseState, XenbusState } from "../device/xenbus.ts";
-import type { SimDomain } from "./platform.ts";
+import type { GuestDomain } from "./platform.ts";
 
 /**
  * A simulated xen-kbdfront (current Linux): reads the backend's features at
@@ -25,14 +25,14 @@ export class KbdFront {
   readonly be: string;
   page!: Uint8Array;
   private pageFrame = 0;
-  private evtchn?: ReturnType<SimDomain["allocUnbound"]>;
+  private evtchn?: ReturnType<GuestDomain["allocUnbound"]>;
   private subs: Subscription[] = [];
   private feConnected = false;
   /** True when the frontend asked for absolute positions. */
   absolute = false;
 
   constructor(
-    private readonly dom: SimDomain,
+    private readonly dom: GuestDomain,
     private readonly onInput: (e: InputEvent) => void,
     devid = 0,
   ) {

@@ -3,8 +3,45 @@ import { SimEvtchnHub } from "./evtchn.ts";
 import { SimDomainMemory, SimGuestMemory } from "./memory.ts";
 import { SimXenstoreDaemon } from "./xenstore.ts";
 
+/** Frames a guest allocated, as its frontends use them. */
+export interface FrameRun {
+  /** The first frame's number (the others follow). */
+  readonly first: number;
+  /** The frames' bytes, shared with whoever maps them. */
+  readonly bytes: Uint8Array;
+  /**
+   * Where the frames are when they are a file mapping (a guest whose host is
+   * another process, sim/remote.ts): the guest's Worker maps the file too.
+   */
+  readonly file?: { readonly path: string; readonly offset: number };
+}
+
+/** A guest's own memory: what its frontends allocate, give back and grant. */
+export interface GuestDomainMemory {
+  /** Allocates `count` contiguous zeroed frames. */
+  alloc(count: number): FrameRun;
+  /** Gives frames back; later maps of them fail. */
+  free(first: number): void;
+  /** Grants domain `domid` access to `frame`; returns the grant reference. */
+  grant(frame: number, domid: number, readonly?: boolean): number;
+}
+
+/**
+ * A guest domain as its frontends see it: its xenstore connection, memory
+ * and event channels. `SimDomain` (in-process) and `RemoteDomain` (a guest
+ * process of a simulated host, sim/remote.ts) are two.
+ */
+export interface GuestDomain {
+  readonly domid: number;
+  readonly name: string;
+  readonly xenstore: Xenstore;
+  readonly memory: GuestDomainMemory;
+  /** An unbound event channel port that `remoteDomid` may bind. */
+  allocUnbound(remoteDomid: number): EventChannel;
+}
+
 /** One simulated guest domain: its memory, its xenstore connection, its event channels. */
-export class SimDomain {
+export class SimDomain implements GuestDomain {
   readonly memory: SimDomainMemory;
   readonly xenstore: Xenstore;
 
