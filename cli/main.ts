@@ -100,22 +100,7 @@ export interface CliOptions extends SinkSettings {
   rate: number | "max";
   flavour: "linux" | "minios";
   inputLog?: string;
-  /** undefined: the default address; null: no VNC server. */
-  vnc?: string | null;
-  vncUnused: boolean;
-  passwordFile?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  keymap?: string;
-  web?: { hostname: string; port: number };
-  share: SharePolicy;
-  /** --record: a .mp4, .webm or .fbs file. */
-  record?: string;
-  /** --record-fps (default 25). */
-  recordFps: number;
-  /** --snapshot: a .png file. */
-  snapshot?: string;
-  quiet: boolean;
+  // The sink settings (--vnc, --web, --record, ...) come from SinkSettings.
   help: boolean;
 }
 
