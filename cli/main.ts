@@ -6,7 +6,7 @@ import { SimGuest } from "../sources/sim/guest.ts";
 import { SimXen } from "../sources/sim/platform.ts";
 import { PROGRAM_NAMES } from "../sources/sim/programs/mod.ts";
 import { findXen } from "../sources/xen/detect.ts";
-import { parseVncAddress, type SharePolicy } from "../sinks/vnc/mod.ts";
+import { parseVncAddress } from "../sinks/vnc/mod.ts";
 import { parseWebAddress } from "../sinks/web/server.ts";
 import { videoContainerOf } from "../sinks/record/video.ts";
 import { serveXenstore } from "../sources/sim/xenstore_server.ts";
