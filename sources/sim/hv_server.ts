@@ -8,6 +8,7 @@ import { consoleLogger, type Logger } from "../log.ts";
 import { type EventChannel, XenstoreError } from "../platform.ts";
 import { encodeFrame, HvError, HvFrameParser, type HvMessage } from "./hv_protocol.ts";
 import type { SimHost } from "./host.ts";
+import { listenUnix } from "./unix_listen.ts";
 
 export interface HvServer {
   readonly path: string;
@@ -29,14 +30,7 @@ const MAX_QUEUED_EVENTS = 4096;
 /** Serves `host` at `path` (a stale socket there is replaced). Returns at once, listening. */
 export function serveHypervisor(host: SimHost, path: string, opts: HvServerOptions = {}): HvServer {
   const log = opts.log ?? consoleLogger("rxfb hypervisor");
-  try {
-    const st = Deno.lstatSync(path);
-    if (!st.isSocket) throw new Error(`${path} exists and is not a socket`);
-    Deno.removeSync(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  const listener = Deno.listen({ transport: "unix", path });
+  const listener = listenUnix(path);
   const maxPending = opts.maxPendingOutput ?? 16 << 20;
   const sessions = new Map<number, Session>();
   /** Sessions until their end (destroying what they own) is over. */

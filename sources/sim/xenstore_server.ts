@@ -79,6 +79,7 @@ import {
   xsTypeName,
 } from "../xen/xs_wire.ts";
 import type { SimXenstoreDaemon } from "./xenstore.ts";
+import { listenUnix } from "./unix_listen.ts";
 
 export { AS_DOMAIN_COMMAND } from "../xen/xs_wire.ts";
 
@@ -130,14 +131,7 @@ export function serveXenstore(
   opts: XenstoreServerOptions = {},
 ): XenstoreServer {
   const log = opts.log ?? consoleLogger("rxfb xenstored");
-  try {
-    const st = Deno.lstatSync(path);
-    if (!st.isSocket) throw new Error(`${path} exists and is not a socket`);
-    Deno.removeSync(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  }
-  const listener = Deno.listen({ transport: "unix", path });
+  const listener = listenUnix(path);
   const conns = new Set<ServerConnection>();
   let closing = false;
   let count = 0;
