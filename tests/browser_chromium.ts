@@ -6,6 +6,9 @@
 import { type Browser, chromium, type Page } from "playwright-core";
 import type { SimGuest } from "../sources/sim/guest.ts";
 import { exists, skipWithout } from "./packages.ts";
+import { deadline, sleep } from "./client_tools.ts";
+
+export { deadline, sleep };
 
 /** The page's document, inside `page.evaluate` callbacks (they run in the browser). */
 declare const document: any;
@@ -39,23 +42,6 @@ export function launchChromium(): Promise<Browser> {
     ],
   });
 }
-
-/** Rejects with `what` after `ms` unless `p` settles first. */
-export async function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Polls an async condition until it holds; fails with `what()` after `ms`. */
 export async function until(
