@@ -1,0 +1,189 @@
+import { assert, assertEquals } from "@rxfb/assert";
+import { ShadowFramebuffer } from "../pipeline/compare_tiles.ts";
+import type { Framebuffer } from "../pipeline/framebuffer.ts";
+import { bytesEqual } from "../pipeline/memcmp.ts";
+import {
+  bytesPerPixel,
+  type PixelFormat,
+  RGB332,
+  RGB565,
+  RGB888,
+  XRGB8888,
+} from "../pipeline/pixel_format.ts";
+import type { Rect } from "../pipeline/rect.ts";
+import { Region } from "../pipeline/region.ts";
+
+/** A small deterministic PRNG (mulberry32). */
+function prng(seed: number) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A framebuffer with padding at the end of each row (stride > width * Bpp), at an odd offset. */
+function framebuffer(w: number, h: number, format: PixelFormat, pad: number): Framebuffer {
+  const bpp = bytesPerPixel(format);
+  const stride = w * bpp + pad;
+  const buf = new Uint8Array(stride * h + 3);
+  return { width: w, height: h, stride, format, bytes: buf.subarray(pad % 2 ? 1 : 0) };
+}
+
+function pixelEqual(a: Framebuffer, b: Framebuffer, x: number, y: number): boolean {
+  const bpp = bytesPerPixel(a.format);
+  return bytesEqual(a.bytes, y * a.stride + x * bpp, b.bytes, y * b.stride + x * bpp, bpp);
+}
+
+Deno.test("bytesEqual: every length and offset, native and JavaScript paths agree with a byte loop", () => {
+  const rnd = prng(5);
+  const a = new Uint8Array(5000), b = new Uint8Array(5000);
+  for (let i = 0; i < a.length; i++) a[i] = b[i] = (rnd() * 256) | 0;
+  for (let k = 0; k < 400; k++) {
+    const n = (rnd() * 2500) | 0,
+      ai = (rnd() * 2400) | 0,
+      bi = rnd() < 0.5 ? ai : (rnd() * 2400) | 0;
+    const flip = rnd() < 0.5 ? ai + ((rnd() * n) | 0) : -1;
+    if (flip >= 0 && n > 0) a[flip] ^= 1 << ((rnd() * 8) | 0);
+    let want = true;
+    for (let i = 0; i < n; i++) if (a[ai + i] !== b[bi + i]) want = false;
+    assertEquals(bytesEqual(a, ai, b, bi, n), want, `n=${n} at ${ai}/${bi}`);
+    if (flip >= 0 && n > 0) a[flip] = b[flip];
+  }
+});
+
+Deno.test("bytesEqual: a span outside either array is a RangeError", () => {
+  const a = new Uint8Array(2048), b = new Uint8Array(1024);
+  let threw = false;
+  try {
+    bytesEqual(a, 0, b, 0, 2048);
+  } catch (e) {
+    threw = e instanceof RangeError;
+  }
+  assert(threw);
+});
+
+for (const format of [XRGB8888, RGB888, RGB565, RGB332]) {
+  for (const tile of [16, 32, 64]) {
+    Deno.test(`ShadowFramebuffer.refresh: ${format.bitsPerPixel} bpp, ${tile}px tiles: exact changes, copied, nothing else`, () => {
+      const rnd = prng(format.bitsPerPixel * 100 + tile);
+      const w = 203, h = 117;
+      const fb = framebuffer(w, h, format, 5);
+      for (let i = 0; i < fb.bytes.length; i++) fb.bytes[i] = (rnd() * 256) | 0;
+      const shadow = ShadowFramebuffer.like(fb);
+      shadow.copyFrom(fb, { x: 0, y: 0, w, h });
+      const bpp = bytesPerPixel(format);
+      for (let round = 0; round < 30; round++) {
+        // Change a few pixels and small blocks, some outside the damage.
+        const touched: [number, number][] = [];
+        for (let k = 0; k < 1 + ((rnd() * 6) | 0); k++) {
+          const bx = (rnd() * w) | 0, by = (rnd() * h) | 0;
+          const bw = 1 + ((rnd() * 40) | 0), bh = 1 + ((rnd() * 20) | 0);
+          for (let y = by; y < Math.min(h, by + bh); y++) {
+            for (let x = bx; x < Math.min(w, bx + bw); x++) {
+              fb.bytes[y * fb.stride + x * bpp + ((rnd() * bpp) | 0)] ^= 1 + ((rnd() * 255) | 0);
+              touched.push([x, y]);
+            }
+          }
+        }
+        const before = shadow.bytes.slice();
+        const x0 = (rnd() * w) | 0, y0 = (rnd() * h) | 0;
+        const damage = {
+          x: x0 - 10,
+          y: y0 - 5,
+          w: 1 + ((rnd() * (w - x0 + 20)) | 0),
+          h: 1 + ((rnd() * (h - y0 + 10)) | 0),
+        };
+        const changed: Rect[] = [];
+        shadow.refresh(fb, damage, tile, changed);
+        const inDamage = Region.fromRect(damage).clip({ x: 0, y: 0, w, h });
+        const reported = Region.fromRects(changed);
+        // Reported rectangles: disjoint, inside the damage.
+        assertEquals(reported.area(), changed.reduce((s, r) => s + r.w * r.h, 0), "disjoint");
+        assert(reported.subtract(inDamage).isEmpty(), "inside the damage");
+        for (let y = 0; y < h; y++) {
+          for (let x = 0; x < w; x++) {
+            const o = y * shadow.stride + x * bpp;
+            if (inDamage.contains(x, y)) {
+              // Inside the damage the shadow now equals the framebuffer...
+              assert(pixelEqual(fb, shadow, x, y), `(${x},${y}) copied`);
+              // ... and every pixel that differed is reported.
+              const was = bytesEqual(before, o, fb.bytes, y * fb.stride + x * bpp, bpp);
+              if (!was) assert(reported.contains(x, y), `(${x},${y}) changed but not reported`);
+            } else {
+              assert(bytesEqual(before, o, shadow.bytes, o, bpp), `(${x},${y}) outside touched`);
+            }
+          }
+        }
+        // Each reported run starts and ends on a changed row, and each of its tiles changed.
+        for (const r of changed) {
+          const rowChanged = (y: number) => {
+            for (let x = r.x; x < r.x + r.w; x++) {
+              const o = y * shadow.stride + x * bpp;
+              if (!bytesEqual(before, o, shadow.bytes, o, bpp)) return true;
+            }
+            return false;
+          };
+          assert(rowChanged(r.y) && rowChanged(r.y + r.h - 1), `tight rows: ${JSON.stringify(r)}`);
+          for (let tx = Math.floor(r.x / tile) * tile; tx < r.x + r.w; tx += tile) {
+            let any = false;
+            for (let y = r.y; y < r.y + r.h && !any; y++) {
+              for (let x = Math.max(tx, r.x); x < Math.min(tx + tile, r.x + r.w); x++) {
+                const o = y * shadow.stride + x * bpp;
+                if (!bytesEqual(before, o, shadow.bytes, o, bpp)) any = true;
+              }
+            }
+            assert(any, `tile at x=${tx} of ${JSON.stringify(r)} did not change`);
+          }
+        }
+        // Undamaged changes stay pending: a full refresh finds them.
+        const all: Rect[] = [];
+        shadow.refresh(fb, { x: 0, y: 0, w, h }, tile, all);
+        for (const [x, y] of touched) assert(pixelEqual(fb, shadow, x, y));
+      }
+    });
+  }
+}
+
+Deno.test("ShadowFramebuffer.refresh: an unchanged screen reports nothing", () => {
+  const fb = framebuffer(640, 480, XRGB8888, 0);
+  fb.bytes.fill(0x5a);
+  const shadow = ShadowFramebuffer.like(fb);
+  shadow.copyFrom(fb, { x: 0, y: 0, w: 640, h: 480 });
+  const changed: Rect[] = [];
+  shadow.refresh(fb, { x: -5, y: -5, w: 1000, h: 1000 }, 32, changed);
+  assertEquals(changed, []);
+});
+
+Deno.test("ShadowFramebuffer.moveRows: as a CopyRect, up and down, full width and a column band", () => {
+  const w = 50, h = 40;
+  for (const [x, cw] of [[0, w], [7, 20]]) {
+    for (const dy of [3, -3, 17, -17]) {
+      const s = new ShadowFramebuffer(w, h, XRGB8888);
+      const px = new Uint32Array(s.bytes.buffer);
+      for (let i = 0; i < px.length; i++) px[i] = i;
+      const old = px.slice();
+      const y0 = Math.max(0, -dy) + 2, y1 = Math.min(h, h - dy) - 1;
+      s.moveRows(x, cw, y0, y1, dy);
+      for (let y = 0; y < h; y++) {
+        for (let xx = 0; xx < w; xx++) {
+          const inside = xx >= x && xx < x + cw && y >= y0 && y < y1;
+          const want = inside ? old[(y + dy) * w + xx] : old[y * w + xx];
+          assertEquals(px[y * w + xx], want, `dy ${dy} x ${x}: (${xx},${y})`);
+        }
+      }
+    }
+  }
+});
+
+Deno.test("ShadowFramebuffer.fits: size and format", () => {
+  const fb = framebuffer(10, 10, XRGB8888, 0);
+  const s = ShadowFramebuffer.like(fb);
+  assert(s.fits(fb));
+  assert(!s.fits({ ...fb, width: 9 }));
+  assert(!s.fits(framebuffer(10, 10, RGB565, 0)));
+  assertEquals(s.stride, 40);
+});
