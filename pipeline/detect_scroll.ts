@@ -1,0 +1,179 @@
+/**
+ * Vertical scroll detection from pixels: finds a band of rows of a new frame
+ * that are rows of the previous frame moved up or down, so that a viewer can
+ * be told to move what it has (RFB's CopyRect) instead of being sent the
+ * pixels again. A terminal scrolling one line costs one new line, not a
+ * screen.
+ *
+ * Method: every row of the area gets a signature (a hash of sampled pixels)
+ * in both frames. Each row of the new frame whose signature occurs exactly
+ * once in the previous frame votes for the shift between the two rows
+ * (repeated rows, e.g. blank ones, say nothing). The shift with the most votes
+ * is then checked exactly, row by row over the area's columns, and the run of
+ * equal rows holding the most rows that changed at all is the answer. The
+ * result is therefore exact: the signatures only choose which shift to check
+ * (and which rows count as changed).
+ *
+ * @example
+ * ```ts
+ * import { detectVerticalScroll } from "./detect_scroll.ts";
+ * import { XRGB8888 } from "./pixel_format.ts";
+ * import { assertEquals } from "@rxfb/assert";
+ *
+ * const w = 64, h = 100;
+ * const frame = (top: number) => {
+ *   const px = new Uint32Array(w * h);
+ *   for (let y = 0; y < h; y++) {
+ *     for (let x = 0; x < w; x++) px[y * w + x] = Math.imul((y + top) * 131 + x, 0x9e3779b1) >>> 8;
+ *   }
+ *   return { width: w, height: h, stride: w * 4, format: XRGB8888, bytes: new Uint8Array(px.buffer) };
+ * };
+ * // The content moved up by 7 rows: new row y is old row y + 7.
+ * const s = detectVerticalScroll(frame(0), frame(7), { x: 0, y: 0, w, h });
+ * assertEquals(s, { dy: 7, y0: 0, y1: 93 });
+ * ```
+ *
+ * @module
+ */
+import type { Framebuffer } from "./framebuffer.ts";
+import { SpanComparer } from "./memcmp.ts";
+import { bytesPerPixel, sameFormat } from "./pixel_format.ts";
+import type { Rect } from "./rect.ts";
+
+/** Rows `[y0, y1)` of the new frame are rows `[y0 + dy, y1 + dy)` of the previous one. */
+export interface VerticalScroll {
+  /** Positive: the content moved up (new row y was row y + dy). Never 0. */
+  readonly dy: number;
+  readonly y0: number;
+  readonly y1: number;
+}
+
+/** Options of {@link detectVerticalScroll}. */
+export interface ScrollOptions {
+  /** Largest |dy| looked for. Default: any. */
+  readonly maxShift?: number;
+  /** Fewest rows a band may have. Default 8. */
+  readonly minRows?: number;
+  /** Pixels sampled per row for its signature. Default 48. */
+  readonly samples?: number;
+}
+
+/**
+ * The longest band of rows of `area` in `next` that are rows of `prev` moved
+ * vertically (columns `area.x .. area.x + area.w` only), or undefined when
+ * there is none of at least `minRows` rows. `prev` and `next` must have the
+ * same size and format (else undefined).
+ */
+export function detectVerticalScroll(
+  prev: Framebuffer,
+  next: Framebuffer,
+  area: Rect,
+  opts: ScrollOptions = {},
+): VerticalScroll | undefined {
+  if (
+    prev.width !== next.width || prev.height !== next.height ||
+    !sameFormat(prev.format, next.format)
+  ) return undefined;
+  const x0 = Math.max(0, Math.floor(area.x)), y0 = Math.max(0, Math.floor(area.y));
+  const x1 = Math.min(next.width, Math.ceil(area.x + area.w));
+  const y1 = Math.min(next.height, Math.ceil(area.y + area.h));
+  const minRows = Math.max(1, opts.minRows ?? 8);
+  const h = y1 - y0, w = x1 - x0;
+  if (w <= 0 || h < minRows + 1) return undefined;
+  const maxShift = Math.min(opts.maxShift ?? h, h - minRows);
+
+  const bpp = bytesPerPixel(next.format);
+  const samples = Math.max(1, Math.min(w, opts.samples ?? 48));
+  const step = Math.floor(w / samples);
+  const sigPrev = signatures(prev, x0, y0, y1, bpp, samples, step);
+  const sigNext = signatures(next, x0, y0, y1, bpp, samples, step);
+
+  // Rows of prev by signature; -1 marks a signature seen on more than one row.
+  const rowOf = new Map<number, number>();
+  for (let i = 0; i < h; i++) {
+    const s = sigPrev[i];
+    rowOf.set(s, rowOf.has(s) ? -1 : i);
+  }
+  const votes = new Map<number, number>();
+  let best = 0, bestVotes = 0;
+  for (let i = 0; i < h; i++) {
+    const s = sigNext[i];
+    if (s === sigPrev[i]) continue; // most likely unchanged: no shift to learn
+    const j = rowOf.get(s);
+    if (j === undefined || j < 0) continue;
+    const dy = j - i;
+    if (Math.abs(dy) > maxShift) continue;
+    const v = (votes.get(dy) ?? 0) + 1;
+    votes.set(dy, v);
+    if (v > bestVotes) {
+      bestVotes = v;
+      best = dy;
+    }
+  }
+  if (bestVotes === 0) return undefined;
+
+  // Exact check of the winning shift: the longest run of rows equal to prev's moved rows.
+  // A run must hold enough rows that changed at all (by their signatures): rows that are
+  // also equal where they were (repeating patterns, or a part the guest has not redrawn
+  // yet) are not worth a copy.
+  const dy = best;
+  const from = Math.max(y0, y0 - dy), to = Math.min(y1, y1 - dy);
+  const n = w * bpp;
+  const cmp = new SpanComparer(next.bytes, prev.bytes);
+  let runStart = -1, runChanged = 0, bestStart = 0, bestLen = 0, bestChanged = 0;
+  for (let y = from; y <= to; y++) {
+    const equal = y < to &&
+      cmp.equal(y * next.stride + x0 * bpp, (y + dy) * prev.stride + x0 * bpp, n);
+    if (equal) {
+      if (runStart < 0) {
+        runStart = y;
+        runChanged = 0;
+      }
+      if (sigNext[y - y0] !== sigPrev[y - y0]) runChanged++;
+    } else if (runStart >= 0) {
+      if (runChanged > bestChanged) {
+        bestLen = y - runStart;
+        bestStart = runStart;
+        bestChanged = runChanged;
+      }
+      runStart = -1;
+    }
+  }
+  if (bestLen < minRows || bestChanged < minRows) return undefined;
+  return { dy, y0: bestStart, y1: bestStart + bestLen };
+}
+
+/** A hash per row of `samples` pixels `step` apart, from column x0 + step / 2. */
+function signatures(
+  fb: Framebuffer,
+  x0: number,
+  y0: number,
+  y1: number,
+  bpp: number,
+  samples: number,
+  step: number,
+): Int32Array {
+  const out = new Int32Array(y1 - y0);
+  const b = fb.bytes;
+  const first = x0 + (step >> 1);
+  const aligned = bpp === 4 && (b.byteOffset & 3) === 0 && (fb.stride & 3) === 0;
+  const words = aligned ? new Int32Array(b.buffer, b.byteOffset, b.length >> 2) : undefined;
+  for (let y = y0; y < y1; y++) {
+    let hsh = 0x811c9dc5 | 0;
+    if (words) {
+      let i = (y * fb.stride >> 2) + first;
+      for (let k = 0; k < samples; k++, i += step) {
+        hsh = Math.imul(hsh ^ words[i], 0x01000193);
+        hsh ^= hsh >>> 15;
+      }
+    } else {
+      let o = y * fb.stride + first * bpp;
+      for (let k = 0; k < samples; k++, o += step * bpp) {
+        for (let c = 0; c < bpp; c++) hsh = Math.imul(hsh ^ b[o + c], 0x01000193);
+        hsh ^= hsh >>> 15;
+      }
+    }
+    out[y - y0] = hsh;
+  }
+  return out;
+}
