@@ -2,6 +2,7 @@ import type { Framebuffer } from "../../pipeline/framebuffer.ts";
 import type { PixelFormat } from "../../pipeline/pixel_format.ts";
 import type { Rect } from "../../pipeline/rect.ts";
 import type { ByteWriter } from "./bytes.ts";
+import type { EncodePool } from "./encode_pool.ts";
 
 /** RFB encoding numbers (RFC 6143 §7.7 and the community spec). */
 export const Encoding = {
@@ -50,6 +51,23 @@ export interface EncodeOptions {
 export interface RectEncoder {
   readonly encoding: number;
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number;
+  /**
+   * Optional: the same, spread over the workers of `pool`. Reads `fb` before
+   * returning (it may change afterwards); appends the rectangles to `out` when
+   * done and resolves with their number.
+   */
+  encodeParallel?(
+    fb: Framebuffer,
+    r: Rect,
+    opts: EncodeOptions,
+    out: ByteWriter,
+    pool: EncodePool,
+  ): Promise<number>;
+  /**
+   * Optional, with encodeParallel: the smallest rectangle (pixels) worth sending to
+   * the workers with these options (a band must cost more than its messages).
+   */
+  parallelMinArea?(opts: EncodeOptions): number;
   /** Frees what the encoder holds (zlib streams); called when its connection ends. */
   close?(): void;
 }

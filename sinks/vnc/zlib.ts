@@ -67,6 +67,12 @@ export interface DeflateStream {
   setLevel?(level: number): void;
   /** Changes the strategy from the next call on, as setLevel does. Absent on pako. */
   setStrategy?(strategy: DeflateStrategy): void;
+  /**
+   * Forgets the history (zlib's `deflateReset`): what follows refers to nothing
+   * before it. Level and strategy stay. A zlib (not raw) stream starts again with
+   * a header.
+   */
+  reset(): void;
   /** Frees the stream. Further calls throw. */
   close(): void;
 }
@@ -83,6 +89,13 @@ export interface InflateStream {
 export interface ZlibOptions {
   /** Force a backend; by default ffi when libz loads, else pako. "ffi" throws when it cannot. */
   backend?: ZlibBackend;
+  /**
+   * Deflate only: raw deflate data, without the zlib header (and trailer). For
+   * writers that splice independently compressed pieces into one stream (the
+   * pieces of a sync-flushed raw stream can follow each other) and write the
+   * stream's two-byte header themselves, once.
+   */
+  raw?: boolean;
 }
 
 /**
@@ -93,9 +106,9 @@ export interface ZlibOptions {
 export function createDeflate(level: number, opts: ZlibOptions = {}): DeflateStream {
   const lv = clampLevel(level);
   const lib = opts.backend === "pako" ? null : libz();
-  if (lib) return new FfiDeflate(lib, lv);
+  if (lib) return new FfiDeflate(lib, lv, opts.raw ?? false);
   if (opts.backend === "ffi") throw new Error(`libz via FFI unavailable: ${libzError}`);
-  return new PakoDeflate(lv);
+  return new PakoDeflate(lv, opts.raw ?? false);
 }
 
 /** Makes an inflate stream. @throws Error when `opts.backend` is "ffi" and libz cannot load. */
@@ -135,6 +148,7 @@ const SYMBOLS = {
   },
   deflate: { parameters: ["buffer", "i32"], result: "i32" },
   deflateParams: { parameters: ["buffer", "i32", "i32"], result: "i32" },
+  deflateReset: { parameters: ["buffer"], result: "i32" },
   deflateEnd: { parameters: ["buffer"], result: "i32" },
   inflateInit2_: { parameters: ["buffer", "i32", "pointer", "i32"], result: "i32" },
   inflate: { parameters: ["buffer", "i32"], result: "i32" },
@@ -284,13 +298,13 @@ class FfiDeflate implements DeflateStream {
   private wantedStrategy: DeflateStrategy = "default";
   private scratch = new ByteWriter(1024);
 
-  constructor(private readonly lib: Libz, level: number) {
+  constructor(private readonly lib: Libz, level: number, raw: boolean) {
     this.cur = this.wanted = level;
     const rc = lib.sym.deflateInit2_(
       this.z.mem,
       level,
       Z_DEFLATED,
-      MAX_WBITS,
+      raw ? -MAX_WBITS : MAX_WBITS,
       DEF_MEM_LEVEL,
       Z_DEFAULT_STRATEGY,
       lib.versionPtr,
@@ -316,6 +330,12 @@ class FfiDeflate implements DeflateStream {
   setStrategy(strategy: DeflateStrategy): void {
     if (!(strategy in STRATEGY)) throw new RangeError(`unknown strategy ${strategy}`);
     this.wantedStrategy = strategy;
+  }
+
+  reset(): void {
+    if (this.closed) throw new Error("deflate stream is closed");
+    const rc = this.lib.sym.deflateReset(this.z.mem);
+    if (rc !== Z_OK) throw new Error(`deflateReset failed (${rc})`);
   }
 
   deflate(data: Uint8Array, flush?: FlushMode): Uint8Array {
@@ -440,7 +460,7 @@ interface PakoStream {
   msg: string;
 }
 interface Pako {
-  Deflate: new (opts: { level: number; chunkSize?: number }) => PakoStream;
+  Deflate: new (opts: { level: number; chunkSize?: number; raw?: boolean }) => PakoStream;
   Inflate: new (opts?: { chunkSize?: number }) => PakoStream;
 }
 const pako = ((pakoModule as unknown as { default?: Pako }).default ??
@@ -453,9 +473,20 @@ class PakoDeflate implements DeflateStream {
   private chunks: Uint8Array[] = [];
   private closed = false;
 
-  constructor(readonly level: number) {
-    this.d = new pako.Deflate({ level, chunkSize: 64 * 1024 });
-    this.d.onData = (c) => this.chunks.push(c);
+  constructor(readonly level: number, private readonly raw = false) {
+    this.d = this.fresh();
+  }
+
+  private fresh(): PakoStream {
+    const d = new pako.Deflate({ level: this.level, chunkSize: 64 * 1024, raw: this.raw });
+    d.onData = (c) => this.chunks.push(c);
+    return d;
+  }
+
+  reset(): void {
+    if (this.closed) throw new Error("deflate stream is closed");
+    this.chunks.length = 0;
+    this.d = this.fresh();
   }
 
   deflate(data: Uint8Array, flush?: FlushMode): Uint8Array {

@@ -70,7 +70,10 @@ import { bytesPerPixel, type PixelFormat } from "../../../pipeline/pixel_format.
 import { convertPixels } from "../../../pipeline/convert_pixels.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
 import { ByteWriter, rectHeader } from "../bytes.ts";
-import { createDeflate, type DeflateStream, type ZlibOptions } from "../zlib.ts";
+import { createDeflate, type DeflateStream, zlibBackend, type ZlibOptions } from "../zlib.ts";
+import type { EncodePool } from "../encode_pool.ts";
+import { SharedStage, type TightBand } from "../encode_jobs.ts";
+import { StorePolicy } from "./store_policy.ts";
 import { encode as encodePng } from "fast-png";
 import jpegJs from "jpeg-js";
 
@@ -596,6 +599,8 @@ interface Ctx {
   maxColours: number;
   /** JPEG quality level 0..9, or -1 when JPEG is not allowed. */
   jpeg: number;
+  /** Full-colour data may go stored when it hardly deflates (default compress levels). */
+  storeFull: boolean;
 }
 
 /** What Tight and TightPNG share: the analysis, the streams, the methods. */
@@ -606,6 +611,12 @@ class TightBase implements RectEncoder {
     undefined,
     undefined,
   ];
+  /** How well full-colour data deflated lately (see StorePolicy). */
+  private readonly fullStore = new StorePolicy();
+  /** Streams whose next use resets them on the client (bit i: stream i). */
+  private resetDue = 0;
+  // Shared memory for rectangles the workers are encoding (one each).
+  private readonly stages: SharedStage[] = [];
   private readonly jpegChoice: JpegChoice;
   private readonly solidSearch: boolean;
   private readonly zlibOpts: ZlibOptions;
@@ -625,12 +636,72 @@ class TightBase implements RectEncoder {
     return turboJpegAvailable() ? "turbojpeg" : "jpeg-js";
   }
 
+  /** True when this encoder's streams change level in place (libz; pako cannot). */
+  private levelsInPlace(): boolean {
+    return this.zlibOpts.backend !== "pako" && zlibBackend().backend === "ffi";
+  }
+
   /** Frees the four zlib streams. */
   close(): void {
     for (let i = 0; i < this.streams.length; i++) {
       this.streams[i]?.close();
       this.streams[i] = undefined;
     }
+  }
+
+  /**
+   * Drops the four zlib streams and has the rectangle that next uses each one
+   * reset it on the client: after this, what the client's streams held before
+   * does not matter (e.g. rectangles encoded elsewhere used them).
+   */
+  forgetStreams(): void {
+    this.close();
+    this.resetDue = 0xf;
+  }
+
+  /**
+   * Worth the workers from 128K pixels; with JPEG (libturbojpeg: a few ms for
+   * 640x360) only from 1M pixels, below which the messages cost more than they
+   * save.
+   */
+  parallelMinArea(opts: EncodeOptions): number {
+    return opts.jpegQuality !== undefined ? 1024 * 1024 : 128 * 1024;
+  }
+
+  /**
+   * Tight in parallel: the rectangle is cut into bands (whole 16-row strips),
+   * each encoded by a worker of `pool` with its own fresh streams (each band's
+   * first rectangle on a stream resets it on the client), so the bands need no
+   * coordination; afterwards this encoder's streams start afresh too. The
+   * pixels are copied before this returns its promise; the rectangles are
+   * written to `out` when the workers are done (resolves with their number).
+   */
+  encodeParallel(
+    fb: Framebuffer,
+    r: Rect,
+    opts: EncodeOptions,
+    out: ByteWriter,
+    pool: EncodePool,
+  ): Promise<number> {
+    if (r.w <= 0 || r.h <= 0) return Promise.resolve(0);
+    const stage = this.stages.pop() ?? new SharedStage();
+    const staged = stage.copy(fb, r, true);
+    const rows = Math.max(16, Math.ceil(r.h / pool.size / 16) * 16);
+    const jobs: Promise<TightBand>[] = [];
+    for (let y = r.y; y < r.y + r.h; y += rows) {
+      const rect = { x: r.x, y, w: r.w, h: Math.min(rows, r.y + r.h - y) };
+      const job = { kind: "tight" as const, encoding: this.encoding, fb: staged, rect, opts };
+      jobs.push(pool.run<TightBand>(job));
+    }
+    return Promise.all(jobs).then((bands) => {
+      let n = 0;
+      for (const b of bands) {
+        out.bytes(b.data);
+        n += b.rects;
+      }
+      this.forgetStreams();
+      return n;
+    }).finally(() => this.stages.push(stage));
   }
 
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {
@@ -662,6 +733,7 @@ class TightBase implements RectEncoder {
         ? 24
         : 96,
       jpeg,
+      storeFull: level > 0 && level <= DEFAULT_COMPRESS_LEVEL,
     };
     const src = this.solidSearch ? new SourcePixels(fb) : undefined;
     return this.encodeArea(fb, src, r, ctx, out);
@@ -777,7 +849,11 @@ class TightBase implements RectEncoder {
   private writeFull(r: Rect, px: Uint8Array, ctx: Ctx, out: ByteWriter): void {
     const n = r.w * r.h;
     const data = ctx.rgb ? packRgb(px, n, ctx.rgb, scratch.data) : px.subarray(0, n * ctx.Bpp);
-    const z = this.compress(TightStream.FullColour, ctx.zlib[2], data);
+    // Photo-like data that hardly deflates goes stored at the default levels (StorePolicy),
+    // where the stream can change its level in place (else each switch would reset it).
+    const store = ctx.storeFull && this.levelsInPlace() && this.fullStore.store();
+    const z = this.compress(TightStream.FullColour, store ? 0 : ctx.zlib[2], data);
+    if (!store && ctx.storeFull && z.bytes) this.fullStore.learn(data.length, z.bytes.length);
     out.u8((TightStream.FullColour << 4) | this.resetBits(z.reset));
     writeData(out, data, z.bytes);
   }
@@ -797,6 +873,10 @@ class TightBase implements RectEncoder {
     let s = this.streams[id];
     if (s === undefined) {
       s = this.streams[id] = createDeflate(level, this.zlibOpts);
+      if (this.resetDue & (1 << id)) {
+        this.resetDue &= ~(1 << id);
+        reset = id;
+      }
     } else if (s.level !== level) {
       if (s.setLevel) s.setLevel(level);
       else {

@@ -8,6 +8,11 @@
  * of depth <= 24 whose colour bits all fit in the least (preferred) or the most
  * significant three bytes of the pixel value, else a whole PIXEL.
  *
+ * The connection's zlib stream is written as raw deflate after a hand-written
+ * two-byte header, so that large rectangles can be encoded in bands by workers
+ * ({@link ZRLEEncoder.encodeParallel}) and spliced in; mostly raw tiles that
+ * hardly deflate are stored at the default level ({@link zlibPlan}).
+ *
  * @module
  */
 import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
@@ -15,8 +20,11 @@ import { bytesPerPixel, type PixelFormat } from "../../../pipeline/pixel_format.
 import type { Rect } from "../../../pipeline/rect.ts";
 import { type ByteWriter, rectHeader } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
-import { createDeflate, type DeflateStream } from "../zlib.ts";
+import { createDeflate, type DeflateStrategy, type DeflateStream } from "../zlib.ts";
+import type { EncodePool } from "../encode_pool.ts";
+import { SharedStage, type ZrleBand } from "../encode_jobs.ts";
 import { ClientPixels } from "./raw.ts";
+import { StorePolicy } from "./store_policy.ts";
 
 /** zlib level when the client sent no CompressLevel pseudo-encoding (see the bench). */
 export const ZRLE_DEFAULT_LEVEL = 1;
@@ -24,7 +32,16 @@ export const ZRLE_DEFAULT_LEVEL = 1;
 /** At levels up to this, rectangles of mostly raw tiles are deflated with the "rle" strategy. */
 export const RLE_MAX_LEVEL = 3;
 
+/** At levels up to this (the default), mostly raw tiles that hardly deflate are stored. */
+export const STORE_MAX_LEVEL = 1;
+
 const TILE = 64;
+/**
+ * The ZRLE stream's zlib header (deflate, 32 KB window, fastest), written by
+ * hand before the first data: the stream itself is raw deflate, so that data
+ * deflated elsewhere (worker bands) can be spliced in.
+ */
+const ZLIB_HEADER = [0x78, 0x01] as const;
 /** Palettes beyond this many colours are not worth tracking (palette RLE's limit). */
 const MAX_PALETTE = 127;
 
@@ -71,19 +88,86 @@ export class ZRLEEncoder implements RectEncoder {
   private gen = 0;
   private readonly palette = new Int32Array(MAX_PALETTE + 1);
   private palSize = 0;
+  private headerSent = false;
+  private readonly rawStore = new StorePolicy();
+  // Shared memory for rectangles the workers are encoding (one each: an update may have several).
+  private readonly stages: SharedStage[] = [];
 
   constructor(private readonly defaultLevel = ZRLE_DEFAULT_LEVEL) {}
 
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {
     if (r.w <= 0 || r.h <= 0) return 0;
-    const level = opts.compressLevel === undefined
-      ? this.defaultLevel
-      : Math.max(1, Math.min(9, opts.compressLevel));
-    if (this.z === undefined) this.z = createDeflate(level);
-    else if (this.z.level !== level) this.z.setLevel?.(level);
+    const tiles = this.encodeTiles(fb, r, opts.pf);
+    const plan = zlibPlan(this.levelFor(opts), tiles, () => this.storeRaw());
+    if (this.z === undefined) this.z = createDeflate(plan.level, { raw: true });
+    else if (this.z.level !== plan.level) this.z.setLevel?.(plan.level);
+    this.z.setStrategy?.(plan.strategy);
+    rectHeader(out, r.x, r.y, r.w, r.h, Encoding.ZRLE);
+    const lenAt = out.length;
+    out.u32(0);
+    const h = this.header(out);
+    const z = this.z.deflateTo(tiles.data, out, "sync");
+    if (plan.measure) this.learn(tiles.data.length, z);
+    out.patchU32(lenAt, h + z);
+    return 1;
+  }
 
-    const block = this.pixels.read(fb, r, opts.pf);
-    const cp = cpixelLayout(opts.pf);
+  /**
+   * ZRLE in parallel: the rectangle is cut into bands of whole tile rows, each
+   * encoded and deflated by a worker of `pool` on a fresh (history-less) raw
+   * stream, and sent as one ZRLE rectangle each. Sync-flushed raw deflate data
+   * that refers to nothing before it can follow any other on the client's one
+   * zlib stream, so the bands need no coordination; this encoder's own stream
+   * forgets its history afterwards, since the client's history now ends with
+   * the bands.
+   *
+   * The pixels are copied into shared memory before this returns its promise,
+   * so `fb` may change once it has returned. The rectangles are written to
+   * `out` when the workers are done; resolves with their number.
+   */
+  encodeParallel(
+    fb: Framebuffer,
+    r: Rect,
+    opts: EncodeOptions,
+    out: ByteWriter,
+    pool: EncodePool,
+  ): Promise<number> {
+    if (r.w <= 0 || r.h <= 0) return Promise.resolve(0);
+    const level = this.levelFor(opts);
+    const store = level <= STORE_MAX_LEVEL && this.storeRaw();
+    const stage = this.stages.pop() ?? new SharedStage();
+    const staged = stage.copy(fb, r);
+    const rows = Math.max(TILE, Math.ceil(r.h / pool.size / TILE) * TILE);
+    const jobs: Promise<ZrleBand>[] = [];
+    for (let y = 0; y < r.h; y += rows) {
+      const band = { x: 0, y, w: r.w, h: Math.min(rows, r.h - y) };
+      jobs.push(
+        pool.run<ZrleBand>({ kind: "zrle", fb: staged, rect: band, pf: opts.pf, level, store }),
+      );
+    }
+    return Promise.all(jobs).then((bands) => {
+      for (const [i, b] of bands.entries()) {
+        const y = r.y + i * rows;
+        rectHeader(out, r.x, y, r.w, Math.min(rows, r.y + r.h - y), Encoding.ZRLE);
+        const lenAt = out.length;
+        out.u32(0);
+        out.patchU32(lenAt, this.header(out) + b.data.length);
+        out.bytes(b.data);
+        if (b.measured) this.learn(b.plain, b.data.length);
+      }
+      this.z?.reset();
+      return bands.length;
+    }).finally(() => this.stages.push(stage));
+  }
+
+  /**
+   * The tiles of `r` in the client's format, before zlib: the ZRLE data of one
+   * rectangle. `data` is a view on a buffer this encoder reuses; `rawBytes` is
+   * how much of it is raw tiles.
+   */
+  encodeTiles(fb: Framebuffer, r: Rect, pf: PixelFormat): { data: Uint8Array; rawBytes: number } {
+    const block = this.pixels.read(fb, r, pf);
+    const cp = cpixelLayout(pf);
     const cps = cp.size;
     const tilesX = Math.ceil(r.w / TILE), tilesY = Math.ceil(r.h / TILE);
     // Each tile's encoding is at most its raw size (1 + n * cps).
@@ -100,21 +184,40 @@ export class ZRLEEncoder implements RectEncoder {
         if (this.buf[start] === 0) rawBytes += o - start;
       }
     }
-    // Mostly raw tiles (photos, gradients): zlib's RLE strategy is as small and twice as fast.
-    this.z.setStrategy?.(level <= RLE_MAX_LEVEL && rawBytes * 2 >= o ? "rle" : "default");
+    return { data: this.buf.subarray(0, o), rawBytes };
+  }
 
-    rectHeader(out, r.x, r.y, r.w, r.h, Encoding.ZRLE);
-    const lenAt = out.length;
-    out.u32(0);
-    const n = this.z.deflateTo(this.buf.subarray(0, o), out, "sync");
-    out.patchU32(lenAt, n);
-    return 1;
+  /** The zlib level: the client's CompressLevel (0 taken as 1), else the default. */
+  private levelFor(opts: EncodeOptions): number {
+    return opts.compressLevel === undefined
+      ? this.defaultLevel
+      : Math.max(1, Math.min(9, opts.compressLevel));
+  }
+
+  /** Writes the zlib stream's header before its first data; returns the bytes written. */
+  private header(out: ByteWriter): number {
+    if (this.headerSent) return 0;
+    this.headerSent = true;
+    out.u8(ZLIB_HEADER[0]).u8(ZLIB_HEADER[1]);
+    return 2;
+  }
+
+  /** Whether data of mostly raw tiles should go stored now (see {@link StorePolicy}). */
+  private storeRaw(): boolean {
+    return this.rawStore.store();
+  }
+
+  /** Takes note of how well data of mostly raw tiles deflated. */
+  private learn(plain: number, deflated: number): void {
+    this.rawStore.learn(plain, deflated);
   }
 
   /** Frees the zlib stream (the encoder starts a new one if used again). */
   close(): void {
     this.z?.close();
     this.z = undefined;
+    this.headerSent = false;
+    this.stages.length = 0;
   }
 
   /** Index of `v` in the palette, adding it; -1 when the palette is full. */
@@ -295,6 +398,32 @@ export class ZRLEEncoder implements RectEncoder {
     }
     return o;
   }
+}
+
+/** How to deflate a rectangle's tile data (see {@link zlibPlan}). */
+export interface ZlibPlan {
+  readonly level: number;
+  readonly strategy: DeflateStrategy;
+  /** True when the result tells how well raw tiles deflate (mostly raw, deflated). */
+  readonly measure: boolean;
+}
+
+/**
+ * How to deflate tile data at the client's `level`: data of mostly raw tiles
+ * (photos, gradients, video) deflates about as small and faster with zlib's
+ * RLE strategy at the fast levels; and at levels up to {@link STORE_MAX_LEVEL}
+ * it is stored (level 0) when `store()` says it has not been worth deflating
+ * lately (see {@link StorePolicy}).
+ */
+export function zlibPlan(
+  level: number,
+  tiles: { readonly data: Uint8Array; readonly rawBytes: number },
+  store: () => boolean,
+): ZlibPlan {
+  const rawHeavy = tiles.rawBytes * 2 >= tiles.data.length;
+  if (!rawHeavy) return { level, strategy: "default", measure: false };
+  if (level <= STORE_MAX_LEVEL && store()) return { level: 0, strategy: "default", measure: false };
+  return { level, strategy: level <= RLE_MAX_LEVEL ? "rle" : "default", measure: true };
 }
 
 /** Writes a CPIXEL: the low `size` bytes of `v`, least significant first. */

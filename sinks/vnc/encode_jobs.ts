@@ -1,0 +1,97 @@
+/**
+ * Encoding jobs that run in workers (see `encode_pool.ts`): what is sent to a
+ * worker, what comes back, and the worker's side of it. Pixels travel in
+ * shared memory: the connection copies the rectangle once into a
+ * {@link SharedStage} (the shadow it encodes from keeps changing while the
+ * workers run), and every worker reads its band there. The workers' side is
+ * `encode_worker.ts`.
+ *
+ * @module
+ */
+import type { Framebuffer } from "../../pipeline/framebuffer.ts";
+import { bytesPerPixel, type PixelFormat } from "../../pipeline/pixel_format.ts";
+import type { Rect } from "../../pipeline/rect.ts";
+import type { EncodeOptions } from "./encoder.ts";
+
+/** A framebuffer in shared memory, as it crosses to a worker. */
+export interface SharedFramebuffer {
+  readonly sab: SharedArrayBuffer;
+  readonly width: number;
+  readonly height: number;
+  readonly stride: number;
+  readonly format: PixelFormat;
+}
+
+/** Encode `rect` of `fb` as ZRLE tiles, deflated on a fresh raw stream, sync-flushed. */
+export interface ZrleJob {
+  readonly kind: "zrle";
+  readonly fb: SharedFramebuffer;
+  readonly rect: Rect;
+  readonly pf: PixelFormat;
+  readonly level: number;
+  /** Store (zlib level 0) the band if it is mostly raw tiles (see `zlibPlan`). */
+  readonly store: boolean;
+}
+
+/** A ZRLE band's zlib data (raw deflate: it refers to nothing before it). */
+export interface ZrleBand {
+  readonly data: Uint8Array;
+  /** Bytes of tile data before zlib. */
+  readonly plain: number;
+  /** True when `data` tells how well raw tiles deflate (see `zlibPlan`). */
+  readonly measured: boolean;
+}
+
+/**
+ * Encode `rect` of `fb` as Tight (7) or TightPNG (-260) rectangles, on fresh
+ * zlib streams that each rectangle first using one resets on the client.
+ */
+export interface TightJob {
+  readonly kind: "tight";
+  readonly encoding: number;
+  readonly fb: SharedFramebuffer;
+  readonly rect: Rect;
+  readonly opts: EncodeOptions;
+}
+
+/** Complete Tight rectangles (headers included), and how many. */
+export interface TightBand {
+  readonly data: Uint8Array;
+  readonly rects: number;
+}
+
+export type EncodeJob = ZrleJob | TightJob;
+
+/** A reusable piece of shared memory holding one rectangle copied out of a framebuffer. */
+export class SharedStage {
+  private sab: SharedArrayBuffer | undefined;
+
+  /**
+   * Copies `r` of `fb` into shared memory, valid until the next copy: as a
+   * framebuffer of `r`'s size (rows packed), or with `inPlace` at its place in
+   * one of `fb`'s size (for encoders that write screen coordinates; only `r`
+   * is copied).
+   */
+  copy(fb: Framebuffer, r: Rect, inPlace = false): SharedFramebuffer {
+    const bpp = bytesPerPixel(fb.format), row = r.w * bpp;
+    const stride = inPlace ? fb.width * bpp : row;
+    const x0 = inPlace ? r.x : 0, y0 = inPlace ? r.y : 0;
+    const need = (y0 + r.h) * stride;
+    if (this.sab === undefined || this.sab.byteLength < need) {
+      this.sab = new SharedArrayBuffer(Math.max(need, 64 * 1024));
+    }
+    const dst = new Uint8Array(this.sab, 0, need);
+    for (let y = 0; y < r.h; y++) {
+      const s = (r.y + y) * fb.stride + r.x * bpp;
+      dst.set(fb.bytes.subarray(s, s + row), (y0 + y) * stride + x0 * bpp);
+    }
+    return inPlace
+      ? { sab: this.sab, width: fb.width, height: r.y + r.h, stride, format: fb.format }
+      : { sab: this.sab, width: r.w, height: r.h, stride, format: fb.format };
+  }
+
+  /** Lets the memory go. */
+  free(): void {
+    this.sab = undefined;
+  }
+}
