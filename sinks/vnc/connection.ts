@@ -1,16 +1,19 @@
-import { merge, Subject, type Subscription } from "rxjs";
-import { coalesceDamage, type CoalescedUpdate } from "../../pipeline/coalesce_damage.ts";
+import type { Subscription } from "rxjs";
 import type { DisplayEvent, InputEvent } from "../../pipeline/events.ts";
 import type { Framebuffer } from "../../pipeline/framebuffer.ts";
-import { BGR233, type PixelFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
+import { BGR233, type PixelFormat, sameFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
 import type { Rect } from "../../pipeline/rect.ts";
+import { Region } from "../../pipeline/region.ts";
 import type { Logger } from "../../sources/log.ts";
 import { ByteWriter, rectHeader } from "./bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "./encoder.ts";
 import { arrowCursor } from "./cursor.ts";
+import { EncodePool } from "./encode_pool.ts";
 import { checkClientFormat, decodePixelFormat, encodePixelFormat } from "./pixel_format_wire.ts";
 import { PointerMapper } from "./pointer.ts";
-import { type RfbStream, StreamClosed } from "./stream.ts";
+import { ConnStream, type RfbStream, StreamClosed } from "./stream.ts";
+import { UpdateTracker } from "./update_tracker.ts";
+import { UpdateWriter } from "./update_writer.ts";
 import {
   AuthFailed,
   securityResultBytes,
@@ -62,13 +65,61 @@ export interface ConnectionOptions {
 export class ProtocolError extends Error {}
 
 const VERSION = "RFB 003.008\n";
+
+/**
+ * Rectangles of at least this many pixels go to the encoding workers when the
+ * encoding can use them (ZRLE, Tight) and does not say otherwise: below it, a
+ * band is not worth its messages.
+ */
+const PARALLEL_MIN_AREA = 128 * 1024;
 const enc = new TextEncoder();
+
+/** A display event, or a client's request to be sent an area again. */
+type UpdateEvent = DisplayEvent | { readonly type: "force"; readonly rect: Rect };
+
+/**
+ * Events held back while an update is written from the shadow by reference,
+ * merged as they come so that a client that stops reading holds a region, not
+ * a growing list.
+ */
+class HeldEvents {
+  resize: Framebuffer | undefined;
+  damage = Region.empty();
+  forced = Region.empty();
+
+  add(e: UpdateEvent): void {
+    if (e.type === "resize") {
+      this.resize = e.fb;
+      this.damage = this.forced = Region.empty();
+    } else if (e.type === "damage") this.damage = this.damage.union(Region.fromRects(e.rects));
+    else this.forced = this.forced.union(Region.fromRect(e.rect));
+  }
+
+  /** The same, as events in an order that gives the same result. */
+  events(): UpdateEvent[] {
+    const out: UpdateEvent[] = [];
+    if (this.resize) out.push({ type: "resize", fb: this.resize });
+    // A handful of covering rectangles: the comparison drops what did not change.
+    if (!this.damage.isEmpty()) {
+      out.push({ type: "damage", rects: this.damage.simplify({ maxRects: 16 }) });
+    }
+    for (const rect of this.forced.simplify({ maxRects: 16 })) out.push({ type: "force", rect });
+    return out;
+  }
+}
 
 /**
  * One RFB client, from ProtocolVersion to disconnect: the handshake, the
  * client's messages, and FramebufferUpdates from the guest's display, whose
  * damage coalesces while the client has no request outstanding (so a slow
  * client never holds up the guest or other clients).
+ *
+ * Damage goes through the client's {@link UpdateTracker} as it arrives: it is
+ * compared with what the client was sent (a shadow copy), so unchanged tiles
+ * are dropped and scrolls become CopyRects, and the changed pixels are
+ * snapshotted before the guest draws its next frame. Updates are encoded from
+ * that snapshot at once when a request is pending (no timers), and written
+ * with no copy of the message (see {@link UpdateWriter}).
  */
 export class RfbConnection {
   private stream: RfbStream;
@@ -80,11 +131,21 @@ export class RfbConnection {
   private compressLevel: number | undefined;
   private jpegQuality: number | undefined;
   private readonly pointer = new PointerMapper();
-  private readonly asks = new Subject<void>();
-  private readonly forced = new Subject<DisplayEvent>();
+  private readonly tracker = new UpdateTracker();
+  private readonly writer = new UpdateWriter();
+  /** The guest's framebuffer (from the last resize). */
+  private fb: Framebuffer | undefined;
   private sub: Subscription | undefined;
   private sending = false;
-  private wanted = false;
+  /** The client has a request outstanding (or continuous updates). */
+  private asked = false;
+  /**
+   * Events that wait while an update holds the shadow's bytes by reference
+   * (zero-copy Raw): the shadow must not change until they are written.
+   */
+  private held: HeldEvents | undefined;
+  /** The encoding workers, once a large rectangle needed them. */
+  private pool: EncodePool | undefined;
   private clientW = 0;
   private clientH = 0;
   private continuous = false;
@@ -137,6 +198,8 @@ export class RfbConnection {
         // freeing is best effort
       }
     }
+    if (this.pool) EncodePool.release();
+    this.pool = undefined;
     this.stream.close();
     this.o.log.info(`${this.remote}: disconnected: ${reason}`);
   }
@@ -295,7 +358,7 @@ export class RfbConnection {
           w: dv.getUint16(5),
           h: dv.getUint16(7),
         };
-        if (b[0] === 0) this.forced.next({ type: "damage", rects: [r] });
+        if (b[0] === 0) this.event({ type: "force", rect: r });
         this.want();
         return;
       }
@@ -413,10 +476,8 @@ export class RfbConnection {
       );
     }
     // The next update must be whole-screen in the new format.
-    const fb = this.o.source.framebuffer();
-    if (fb) {
-      this.forced.next({ type: "damage", rects: [{ x: 0, y: 0, w: fb.width, h: fb.height }] });
-    }
+    const fb = this.fb;
+    if (fb) this.event({ type: "force", rect: { x: 0, y: 0, w: fb.width, h: fb.height } });
   }
 
   private async setEncodings(list: number[]) {
@@ -442,6 +503,7 @@ export class RfbConnection {
         }
       }
     }
+    this.tracker.copyRect = this.pseudo.has(Encoding.CopyRect);
     // TightPNG clients (noVNC) list it as a pseudo-number; it is a real encoding.
     if (!picked && this.pseudo.has(Encoding.TightPNG)) {
       const made = this.encoders.get(Encoding.TightPNG) ?? this.o.createEncoder(Encoding.TightPNG);
@@ -473,50 +535,77 @@ export class RfbConnection {
   // ---- updates -------------------------------------------------------------
 
   private startUpdates() {
-    const source = merge(this.o.source.display$, this.forced);
-    this.sub = source.pipe(coalesceDamage(this.asks)).subscribe({
-      next: (u) => this.update(u),
+    this.sub = this.o.source.display$.subscribe({
+      next: (e) => this.event(e),
       error: (e) => this.close(`display failed: ${e}`),
     });
   }
 
   /** Makes the next requested update happen even without new damage (for pseudo-rects). */
   private nudge() {
-    this.forced.next({ type: "damage", rects: [{ x: 0, y: 0, w: 1, h: 1 }] });
+    this.event({ type: "force", rect: { x: 0, y: 0, w: 1, h: 1 } });
   }
 
   /**
-   * The client wants an update (a request, or continuous updates). It is
-   * passed on to the coalescing only between writes: while an update is
-   * being written the wish waits, and damage keeps merging.
+   * A display event or a forced area: into the tracker at once (so the
+   * snapshot is fresh), unless an update holds the shadow; then an update
+   * if the client is waiting for one.
    */
-  private want() {
-    this.wanted = true;
-    if (!this.sending && this.closedReason === undefined) {
-      this.wanted = false;
-      this.asks.next();
+  private event(e: UpdateEvent) {
+    if (this.held) {
+      this.held.add(e);
+      return;
+    }
+    this.apply(e);
+    this.flush();
+  }
+
+  private apply(e: UpdateEvent) {
+    if (e.type === "resize") {
+      this.fb = e.fb;
+      this.tracker.resize(e.fb);
+    } else if (this.fb) {
+      if (e.type === "damage") this.tracker.damage(this.fb, e.rects);
+      else this.tracker.force(this.fb, e.rect);
     }
   }
 
-  private update(u: CoalescedUpdate) {
+  /** The client wants an update (a request, or continuous updates). */
+  private want() {
+    this.asked = true;
+    this.flush();
+  }
+
+  /** Sends an update when the client wants one, none is being written, and there is something to send. */
+  private flush() {
+    if (!this.asked || this.sending || this.closedReason !== undefined) return;
+    if (!this.tracker.pending) return;
+    this.asked = false;
+    this.update();
+  }
+
+  private update() {
     this.sending = true;
-    this.writeUpdate(u)
+    this.writeUpdate()
       .then(() => {
         this.sending = false;
-        if (this.continuous) this.wanted = true;
-        if (this.wanted) this.want();
+        const held = this.held;
+        this.held = undefined;
+        if (held) { for (const e of held.events()) this.apply(e); }
+        if (this.continuous) this.asked = true;
+        this.flush();
       })
       .catch((e) => {
         this.sending = false;
+        this.held = undefined;
         this.close(e instanceof StreamClosed ? "client disconnected" : `update failed: ${e}`);
       });
   }
 
-  private async writeUpdate(u: CoalescedUpdate) {
-    const fb = u.fb;
-    const w = new ByteWriter(64 * 1024);
-    w.u8(0).u8(0).u16(0);
-    let n = 0;
+  private async writeUpdate() {
+    const { fb, copies, region } = this.tracker.take();
+    const u = this.writer;
+    const w = u.begin();
     let full = false;
     if (fb.width !== this.clientW || fb.height !== this.clientH) {
       if (this.pseudo.has(Encoding.ExtendedDesktopSize)) {
@@ -529,7 +618,7 @@ export class RfbConnection {
           `the guest resized to ${fb.width}x${fb.height} and this client cannot follow (no DesktopSize)`,
         );
       }
-      n++;
+      u.count(1);
       this.clientW = fb.width;
       this.clientH = fb.height;
       full = true;
@@ -539,19 +628,29 @@ export class RfbConnection {
       this.pendingDesktopSizeReply = false;
       rectHeader(w, 1, 1, fb.width, fb.height, Encoding.ExtendedDesktopSize);
       w.u8(1).u8(0).u8(0).u8(0).u32(0).u16(0).u16(0).u16(fb.width).u16(fb.height).u32(0);
-      n++;
+      u.count(1);
     }
     if (this.pseudo.has(Encoding.QemuExtendedKeyEvent) && !this.extKeyAcked) {
       this.extKeyAcked = true;
       rectHeader(w, 0, 0, 0, 0, Encoding.QemuExtendedKeyEvent);
-      n++;
+      u.count(1);
     }
     const abs = this.o.source.pointerIsAbsolute();
     if (this.pseudo.has(Encoding.QemuPointerMotionChange) && this.sentPointerAbs !== abs) {
       this.sentPointerAbs = abs;
       rectHeader(w, abs ? 1 : 0, 0, fb.width, fb.height, Encoding.QemuPointerMotionChange);
       this.pointer.relativeDeltas = !abs;
-      n++;
+      u.count(1);
+    }
+    // Copies first: the client moves what it has, then gets the new pixels.
+    if (!full) {
+      for (const g of copies) {
+        for (const r of g.rects) {
+          rectHeader(w, r.x, r.y, r.w, r.h, Encoding.CopyRect);
+          w.u16(r.x).u16(r.y + g.dy);
+          u.count(1);
+        }
+      }
     }
     const opts: EncodeOptions = {
       pf: this.pf,
@@ -560,24 +659,51 @@ export class RfbConnection {
     };
     const rects: readonly Rect[] = full
       ? [{ x: 0, y: 0, w: fb.width, h: fb.height }]
-      : u.region.simplify({ maxRects: 64 });
+      : region.simplify({ maxRects: 64 });
     const encoder = this.encoders.get(this.preferred)!;
+    // Raw in the shadow's own format: full-width rows are already the wire bytes, written
+    // by reference straight to a socket. (TLS, WebSocket and in-memory streams copy what
+    // they are given anyway, and would see one message as several.)
+    const rawAsIs = this.preferred === Encoding.Raw && sameFormat(fb.format, this.pf) &&
+      this.stream instanceof ConnStream;
+    // Everything is read from the shadow before the first await: captures may change it then.
+    const parallel: Promise<number>[] = [];
+    const minParallel = encoder.parallelMinArea?.(opts) ?? PARALLEL_MIN_AREA;
     for (const r of rects) {
       if (r.w <= 0 || r.h <= 0) continue;
-      n += encoder.encode(fb, r, opts, w);
+      if (rawAsIs && r.x === 0 && r.w === fb.width) {
+        rectHeader(w, r.x, r.y, r.w, r.h, Encoding.Raw);
+        u.reference(fb.bytes.subarray(r.y * fb.stride, (r.y + r.h) * fb.stride));
+        u.count(1);
+      } else if (encoder.encodeParallel && r.w * r.h >= minParallel && this.workers()) {
+        parallel.push(encoder.encodeParallel(fb, r, opts, w, this.pool!));
+      } else {
+        u.count(encoder.encode(fb, r, opts, w));
+      }
     }
+    // The shadow's bytes are in the message: hold its changes until they are written (set
+    // before any await: a client's request handled meanwhile could write to the shadow).
+    if (u.referencing) this.held = new HeldEvents();
+    if (parallel.length > 0) { for (const n of await Promise.all(parallel)) u.count(n); }
     // The cursor shape goes after the pixels: soft-cursor clients (vncsnapshot)
     // save what is under the cursor when the shape arrives.
     if (this.pseudo.has(Encoding.Cursor) && !this.sentCursor) {
       this.sentCursor = true;
-      n += arrowCursor(w, this.pf);
+      u.count(arrowCursor(w, this.pf));
     }
-    if (n > 0xffff) throw new ProtocolError(`update of ${n} rectangles`);
-    w.patchU16(2, n);
-    await this.send(w.view().slice());
+    if (u.rectangles > 0xffff) throw new ProtocolError(`update of ${u.rectangles} rectangles`);
+    const chunks = u.finish();
+    await Promise.all(chunks.map((c) => this.stream.write(c)));
   }
 
   private extKeyAcked = false;
+
+  /** True when the encoding workers are up (started on first call; not waited for). */
+  private workers(): boolean {
+    if (this.closedReason !== undefined) return false;
+    this.pool ??= EncodePool.acquire();
+    return this.pool?.ready ?? false;
+  }
 }
 
 /** The format ServerInit announces: the guest's, with packed 24 bpp served as 32 bpp. */
