@@ -20,8 +20,7 @@
  *   deno run -A bench/peers.ts --help
  */
 import { parseFlags } from "@rxfb/flags";
-
-const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+import { REPO, rigPaths } from "./rig.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -99,9 +98,7 @@ const PEERS_OPT = (opts.peers as string | undefined) ?? "best";
 const PARTIAL = opts.rows !== undefined || !!opts.quick;
 const MICRO = opts.micro ? true : opts["no-micro"] || opts.list || opts.from ? false : !PARTIAL;
 const KEEP_LOGS = !!opts["keep-logs"];
-const SHARED = Deno.env.get("RXFB_PEERS_SHARED") ?? `${REPO}/../shared/bench`;
-const CACHE = Deno.env.get("RXFB_PEERS_CACHE") ?? "/var/tmp/rxfb-peers";
-const RIG = `${CACHE}/bench/peers`;
+const { shared: SHARED, cache: CACHE, rig: RIG } = rigPaths();
 const PORT = Number(Deno.env.get("PORT") ?? 5973);
 const RESULTS = `${REPO}/bench/results`;
 const OUT = (opts.out as string | undefined) ?? `${RESULTS}/latest.json`;
