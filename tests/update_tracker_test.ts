@@ -1,13 +1,16 @@
 /**
- * The update tracker against a model viewer: whatever the guest does (random
- * changes, scrolls of bands, damage reported late or twice, forced areas,
- * several frames between two updates), a viewer that applies each update's
- * copies and then its pixels from the shadow ends up with the guest's pixels.
+ * The shared display shadow and the per-viewer update trackers against model
+ * viewers: whatever the guest does (random changes, scrolls of bands, damage
+ * reported late or twice, forced areas, several frames between two updates,
+ * different for each viewer), a viewer that applies each update's copies and
+ * then its pixels from the shadow ends up with the guest's pixels.
  */
 import { assert, assertEquals } from "@rxfb/assert";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
 import { XRGB8888 } from "../pipeline/pixel_format.ts";
 import type { Rect } from "../pipeline/rect.ts";
+import type { ShadowFramebuffer } from "../pipeline/compare_tiles.ts";
+import { DisplayShadow, type ShadowListener } from "../sinks/vnc/display_shadow.ts";
 import {
   MAX_PENDING_COPIES,
   type PendingUpdate,
@@ -32,12 +35,12 @@ class Viewer {
   px = new Uint32Array(W * H);
   copies = 0;
 
-  apply(t: UpdateTracker): void {
-    this.update(t.take());
+  apply(t: UpdateTracker, fb: ShadowFramebuffer): void {
+    this.update(t.take(), fb);
   }
 
-  update(u: PendingUpdate): void {
-    const shadow = new Uint32Array(u.fb.bytes.buffer, u.fb.bytes.byteOffset, W * H);
+  update(u: PendingUpdate, fb: ShadowFramebuffer): void {
+    const shadow = new Uint32Array(fb.bytes.buffer, fb.bytes.byteOffset, W * H);
     for (const g of u.copies) {
       for (const r of g.rects) {
         // CopyRect: the source as it is before this rectangle (overlap-safe).
@@ -73,84 +76,131 @@ function assertSame(v: Viewer, px: Uint32Array, what: string) {
   }
 }
 
-for (const copyRect of [true, false]) {
-  Deno.test(`UpdateTracker: a model viewer always ends up with the guest's pixels (CopyRect ${copyRect ? "on" : "off"})`, () => {
-    const rnd = prng(copyRect ? 1 : 2);
-    let copies = 0;
-    for (let run = 0; run < 40; run++) {
-      const g = guest();
-      // Text-like content: unique rows, so that scrolls are found.
-      for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-      const t = new UpdateTracker({ tile: [8, 16, 32][run % 3], scrollMinArea: 0 });
-      t.copyRect = copyRect;
-      const v = new Viewer();
-      t.resize(g.fb);
-      v.apply(t);
-      assertSame(v, g.px, "first update");
-      for (let step = 0; step < 40; step++) {
-        const frames = 1 + ((rnd() * 4) | 0); // frames between two updates
-        for (let f = 0; f < frames; f++) {
-          const damage: Rect[] = [];
-          const what = rnd();
-          if (what < 0.4) {
-            // Scroll a band of a window by dy, new rows at the uncovered edge.
-            const x = (rnd() * 20) | 0, w = W - x - ((rnd() * 20) | 0);
-            const top = (rnd() * 20) | 0, bottom = H - ((rnd() * 20) | 0);
-            const dy = ((rnd() * 24) | 0) - 12 || 5;
-            const src = g.px.slice();
-            for (let y = top; y < bottom; y++) {
-              for (let xx = x; xx < x + w; xx++) {
-                const sy = y + dy;
-                g.px[y * W + xx] = sy >= top && sy < bottom
-                  ? src[sy * W + xx]
-                  : (rnd() * 0xffffff) | 0;
-              }
-            }
-            damage.push({ x, y: top, w, h: bottom - top });
-          }
-          if (what >= 0.3) {
-            // A few changed blocks (some redrawn identical).
-            for (let k = 0; k < 3; k++) {
-              const bx = (rnd() * W) | 0, by = (rnd() * H) | 0;
-              const bw = 1 + ((rnd() * 30) | 0), bh = 1 + ((rnd() * 30) | 0);
-              const same = rnd() < 0.3;
-              for (let y = by; y < Math.min(H, by + bh); y++) {
-                for (let x = bx; x < Math.min(W, bx + bw); x++) {
-                  if (!same) g.px[y * W + x] = (rnd() * 0xffffff) | 0;
-                }
-              }
-              damage.push({ x: bx, y: by, w: bw, h: bh });
-            }
-          }
-          // Damage may come in several events, overlapping, and whole-screen.
-          if (rnd() < 0.2) damage.push({ x: 0, y: 0, w: W, h: H });
-          const cut = (rnd() * (damage.length + 1)) | 0;
-          t.damage(g.fb, damage.slice(0, cut));
-          t.damage(g.fb, damage.slice(cut));
-        }
-        if (rnd() < 0.1) t.force(g.fb, { x: 5, y: 5, w: 30, h: 30 });
-        v.apply(t);
-        assertSame(v, g.px, `run ${run} step ${step}`);
-      }
-      copies += v.copies;
-    }
-    if (copyRect) assert(copies > 100, `only ${copies} copies: scrolls not found`);
-    else assertEquals(copies, 0);
-  });
+/** A tracker listening to `shadow`, as a connection does. */
+function follow(shadow: DisplayShadow, copyRect: boolean): UpdateTracker {
+  const t = new UpdateTracker();
+  t.copyRect = copyRect;
+  const l: ShadowListener = {
+    copyRect,
+    resized: (fb) => t.reset(fb.width, fb.height),
+    moved: (dst, dy) => t.moved(dst, dy),
+    changed: (rects) => t.changed(rects),
+  };
+  shadow.add(l);
+  return t;
 }
+
+/** Random content, scrolled bands and changed blocks; returns the damage (sometimes late). */
+function drawSomething(g: { px: Uint32Array }, rnd: () => number): Rect[] {
+  const damage: Rect[] = [];
+  const what = rnd();
+  if (what < 0.4) {
+    // Scroll a band of a window by dy, new rows at the uncovered edge.
+    const x = (rnd() * 20) | 0, w = W - x - ((rnd() * 20) | 0);
+    const top = (rnd() * 20) | 0, bottom = H - ((rnd() * 20) | 0);
+    const dy = ((rnd() * 24) | 0) - 12 || 5;
+    const src = g.px.slice();
+    for (let y = top; y < bottom; y++) {
+      for (let xx = x; xx < x + w; xx++) {
+        const sy = y + dy;
+        g.px[y * W + xx] = sy >= top && sy < bottom ? src[sy * W + xx] : (rnd() * 0xffffff) | 0;
+      }
+    }
+    damage.push({ x, y: top, w, h: bottom - top });
+  }
+  if (what >= 0.3) {
+    // A few changed blocks (some redrawn identical).
+    for (let k = 0; k < 3; k++) {
+      const bx = (rnd() * W) | 0, by = (rnd() * H) | 0;
+      const bw = 1 + ((rnd() * 30) | 0), bh = 1 + ((rnd() * 30) | 0);
+      const same = rnd() < 0.3;
+      for (let y = by; y < Math.min(H, by + bh); y++) {
+        for (let x = bx; x < Math.min(W, bx + bw); x++) {
+          if (!same) g.px[y * W + x] = (rnd() * 0xffffff) | 0;
+        }
+      }
+      damage.push({ x: bx, y: by, w: bw, h: bh });
+    }
+  }
+  if (rnd() < 0.2) damage.push({ x: 0, y: 0, w: W, h: H });
+  return damage;
+}
+
+Deno.test("DisplayShadow + UpdateTracker: viewers with their own pace and CopyRect or not all end up with the guest's pixels", () => {
+  const rnd = prng(1);
+  let copies = 0, pinnedReads = 0;
+  for (let run = 0; run < 30; run++) {
+    const g = guest();
+    // Text-like content: unique rows, so that scrolls are found.
+    for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
+    const shadow = new DisplayShadow({ tile: [8, 16, 32][run % 3], scrollMinArea: 0 });
+    shadow.resize(g.fb);
+    // Viewers 0 and 1 take CopyRect, 2 does not; 3 joins later.
+    const viewers = [true, true, false].map((c) => ({ t: follow(shadow, c), v: new Viewer() }));
+    for (const { t, v } of viewers) v.apply(t, shadow.fb!);
+    for (const { v } of viewers) assertSame(v, g.px, "first update");
+    // A write by reference in flight: the viewer's pixels come from the pinned shadow.
+    let inFlight:
+      | { u: PendingUpdate; fb: ShadowFramebuffer; unpin: () => void; k: number }
+      | undefined;
+    for (let step = 0; step < 60; step++) {
+      const damage = drawSomething(g, rnd);
+      // Damage may come in several events, overlapping.
+      const cut = (rnd() * (damage.length + 1)) | 0;
+      shadow.damage(damage.slice(0, cut));
+      shadow.damage(damage.slice(cut));
+      if (step === 20) {
+        const late = { t: follow(shadow, true), v: new Viewer() };
+        viewers.push(late);
+      }
+      if (inFlight && rnd() < 0.5) {
+        viewers[inFlight.k].v.update(inFlight.u, inFlight.fb);
+        inFlight.unpin();
+        pinnedReads++;
+        inFlight = undefined;
+      }
+      for (let k = 0; k < viewers.length; k++) {
+        if (inFlight?.k === k || rnd() < 0.4) continue; // this viewer skips a frame
+        const { t, v } = viewers[k];
+        if (rnd() < 0.1) {
+          t.force({ x: 5, y: 5, w: 30, h: 30 });
+          shadow.damage([{ x: 5, y: 5, w: 30, h: 30 }]);
+        }
+        if (!inFlight && rnd() < 0.2) {
+          inFlight = { u: t.take(), fb: shadow.fb!, unpin: shadow.pin(), k };
+          continue;
+        }
+        v.apply(t, shadow.fb!);
+        assertSame(v, g.px, `run ${run} step ${step} viewer ${k}`);
+      }
+    }
+    for (const [k, { t, v }] of viewers.entries()) {
+      if (inFlight?.k === k) {
+        v.update(inFlight.u, inFlight.fb);
+        inFlight.unpin();
+      }
+      v.apply(t, shadow.fb!);
+      assertSame(v, g.px, `run ${run} end, viewer ${k}`);
+      if (k === 2) assertEquals(v.copies, 0, "the viewer without CopyRect got copies");
+      else copies += v.copies;
+    }
+  }
+  assert(copies > 100, `only ${copies} copies: scrolls not found`);
+  assert(pinnedReads > 20, `only ${pinnedReads} updates read from a pinned shadow`);
+});
 
 Deno.test("UpdateTracker: a scroll becomes one copy and the new rows", () => {
   const g = guest();
   const rnd = prng(4);
   for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-  const t = new UpdateTracker({ tile: 16, scrollMinArea: 0 });
-  t.copyRect = true;
-  t.resize(g.fb);
+  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
+  shadow.resize(g.fb);
+  const t = follow(shadow, true);
   t.take();
   // Up by 4 rows: new row y is old row y + 4; rows 76..79 are new.
   g.px.copyWithin(0, 4 * W);
   for (let i = 76 * W; i < H * W; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-  t.damage(g.fb, [{ x: 0, y: 0, w: W, h: H }]);
+  shadow.damage([{ x: 0, y: 0, w: W, h: H }]);
   const u = t.take();
   assertEquals(u.copies, [{ dy: 4, rects: [{ x: 0, y: 0, w: W, h: 76 }] }]);
   assertEquals(u.region.rects(), [{ x: 0, y: 76, w: W, h: 4 }]);
@@ -160,18 +210,43 @@ Deno.test("UpdateTracker: a viewer that never asks keeps a bounded list of copie
   const g = guest();
   const rnd = prng(6);
   for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-  const t = new UpdateTracker({ tile: 16, scrollMinArea: 0 });
-  t.copyRect = true;
+  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
+  shadow.resize(g.fb);
+  const t = follow(shadow, true);
   const v = new Viewer();
-  t.resize(g.fb);
-  v.apply(t);
+  v.apply(t, shadow.fb!);
   for (let k = 0; k < 50; k++) {
     g.px.copyWithin(0, 2 * W);
     for (let i = (H - 2) * W; i < H * W; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-    t.damage(g.fb, [{ x: 0, y: 0, w: W, h: H }]);
+    shadow.damage([{ x: 0, y: 0, w: W, h: H }]);
   }
   const u = t.take();
   assert(u.copies.length <= MAX_PENDING_COPIES, `${u.copies.length} copies pending`);
-  v.update(u);
+  v.update(u, shadow.fb!);
   assertSame(v, g.px, "after 50 frames");
+});
+
+Deno.test("DisplayShadow: a pinned shadow never changes; damage goes to a copy, and back once unpinned", () => {
+  const g = guest();
+  g.px.fill(0x123456);
+  const shadow = new DisplayShadow({ tile: 16 });
+  shadow.resize(g.fb);
+  const first = shadow.fb!;
+  const before = first.bytes.slice();
+  const unpin = shadow.pin();
+  g.px[10] = 0xffffff;
+  shadow.damage([{ x: 0, y: 0, w: W, h: H }]);
+  assert(shadow.fb !== first, "damage went to the pinned shadow");
+  assertEquals(first.bytes, before);
+  assertEquals(new Uint32Array(shadow.fb!.bytes.buffer)[10], 0xffffff);
+  unpin();
+  // The old one is the spare: the next copy on write reuses it instead of allocating.
+  const second = shadow.fb!;
+  const unpin2 = shadow.pin();
+  g.px[11] = 0xffffff;
+  shadow.damage([{ x: 0, y: 0, w: W, h: H }]);
+  assert(shadow.fb === first, "the spare was not reused");
+  assertEquals(new Uint32Array(first.bytes.buffer)[10], 0xffffff);
+  assertEquals(new Uint32Array(second.bytes.buffer)[11], 0x123456);
+  unpin2();
 });

@@ -1,9 +1,7 @@
-import type { Subscription } from "rxjs";
 import type { DisplayEvent, InputEvent } from "../../pipeline/events.ts";
 import type { Framebuffer } from "../../pipeline/framebuffer.ts";
 import { BGR233, type PixelFormat, sameFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
 import type { Rect } from "../../pipeline/rect.ts";
-import { Region } from "../../pipeline/region.ts";
 import type { Logger } from "../../sources/log.ts";
 import { ByteWriter, rectHeader } from "./bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "./encoder.ts";
@@ -13,6 +11,8 @@ import { checkClientFormat, decodePixelFormat, encodePixelFormat } from "./pixel
 import { PointerMapper } from "./pointer.ts";
 import { ConnStream, type RfbStream, StreamClosed } from "./stream.ts";
 import { UpdateTracker } from "./update_tracker.ts";
+import { DisplayShadow, type ShadowListener } from "./display_shadow.ts";
+import type { ShadowFramebuffer } from "../../pipeline/compare_tiles.ts";
 import { UpdateWriter } from "./update_writer.ts";
 import {
   AuthFailed,
@@ -42,6 +42,11 @@ export interface KeyHandler {
 /** Settings of one RFB connection. */
 export interface ConnectionOptions {
   source: DisplaySource;
+  /**
+   * The guest's shadow framebuffer, shared with the server's other clients
+   * (it compares damage once for all). Default: one of this connection's own.
+   */
+  shadow?: DisplayShadow;
   /** ServerInit's desktop name. */
   name: string;
   /** Offered in this order; at least one. */
@@ -74,52 +79,18 @@ const VERSION = "RFB 003.008\n";
 const PARALLEL_MIN_AREA = 128 * 1024;
 const enc = new TextEncoder();
 
-/** A display event, or a client's request to be sent an area again. */
-type UpdateEvent = DisplayEvent | { readonly type: "force"; readonly rect: Rect };
-
-/**
- * Events held back while an update is written from the shadow by reference,
- * merged as they come so that a client that stops reading holds a region, not
- * a growing list.
- */
-class HeldEvents {
-  resize: Framebuffer | undefined;
-  damage = Region.empty();
-  forced = Region.empty();
-
-  add(e: UpdateEvent): void {
-    if (e.type === "resize") {
-      this.resize = e.fb;
-      this.damage = this.forced = Region.empty();
-    } else if (e.type === "damage") this.damage = this.damage.union(Region.fromRects(e.rects));
-    else this.forced = this.forced.union(Region.fromRect(e.rect));
-  }
-
-  /** The same, as events in an order that gives the same result. */
-  events(): UpdateEvent[] {
-    const out: UpdateEvent[] = [];
-    if (this.resize) out.push({ type: "resize", fb: this.resize });
-    // A handful of covering rectangles: the comparison drops what did not change.
-    if (!this.damage.isEmpty()) {
-      out.push({ type: "damage", rects: this.damage.simplify({ maxRects: 16 }) });
-    }
-    for (const rect of this.forced.simplify({ maxRects: 16 })) out.push({ type: "force", rect });
-    return out;
-  }
-}
-
 /**
  * One RFB client, from ProtocolVersion to disconnect: the handshake, the
  * client's messages, and FramebufferUpdates from the guest's display, whose
- * damage coalesces while the client has no request outstanding (so a slow
+ * changes merge while the client has no request outstanding (so a slow
  * client never holds up the guest or other clients).
  *
- * Damage goes through the client's {@link UpdateTracker} as it arrives: it is
- * compared with what the client was sent (a shadow copy), so unchanged tiles
- * are dropped and scrolls become CopyRects, and the changed pixels are
- * snapshotted before the guest draws its next frame. Updates are encoded from
- * that snapshot at once when a request is pending (no timers), and written
- * with no copy of the message (see {@link UpdateWriter}).
+ * The guest's damage is compared once for all clients by the server's
+ * {@link DisplayShadow} (unchanged tiles dropped, scrolls found); this
+ * client's {@link UpdateTracker} keeps the region and the copies it has yet
+ * to be sent. Updates are encoded from the shadow at once when a request is
+ * pending (no timers), and written with no copy of the message (see
+ * {@link UpdateWriter}).
  */
 export class RfbConnection {
   private stream: RfbStream;
@@ -133,17 +104,12 @@ export class RfbConnection {
   private readonly pointer = new PointerMapper();
   private readonly tracker = new UpdateTracker();
   private readonly writer = new UpdateWriter();
-  /** The guest's framebuffer (from the last resize). */
-  private fb: Framebuffer | undefined;
-  private sub: Subscription | undefined;
+  private readonly shadow: DisplayShadow;
+  /** This connection as the shadow's listener, once updates started. */
+  private listener: ShadowListener | undefined;
   private sending = false;
   /** The client has a request outstanding (or continuous updates). */
   private asked = false;
-  /**
-   * Events that wait while an update holds the shadow's bytes by reference
-   * (zero-copy Raw): the shadow must not change until they are written.
-   */
-  private held: HeldEvents | undefined;
   /** The encoding workers, once a large rectangle needed them. */
   private pool: EncodePool | undefined;
   private clientW = 0;
@@ -159,6 +125,7 @@ export class RfbConnection {
   constructor(stream: RfbStream, private readonly o: ConnectionOptions) {
     this.stream = stream;
     this.timeoutMs = o.timeoutMs ?? 30_000;
+    this.shadow = o.shadow ?? DisplayShadow.of(o.source.display$);
   }
 
   get remote(): string {
@@ -187,7 +154,7 @@ export class RfbConnection {
   close(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
-    this.sub?.unsubscribe();
+    if (this.listener) this.shadow.remove(this.listener);
     for (const e of this.pointer.release()) this.o.source.input.next(e);
     for (const code of this.downKeys) this.o.source.input.next({ type: "key", code, down: false });
     this.downKeys.clear();
@@ -358,7 +325,7 @@ export class RfbConnection {
           w: dv.getUint16(5),
           h: dv.getUint16(7),
         };
-        if (b[0] === 0) this.event({ type: "force", rect: r });
+        if (b[0] === 0) this.force(r);
         this.want();
         return;
       }
@@ -476,8 +443,8 @@ export class RfbConnection {
       );
     }
     // The next update must be whole-screen in the new format.
-    const fb = this.fb;
-    if (fb) this.event({ type: "force", rect: { x: 0, y: 0, w: fb.width, h: fb.height } });
+    const fb = this.shadow.fb;
+    if (fb) this.force({ x: 0, y: 0, w: fb.width, h: fb.height });
   }
 
   private async setEncodings(list: number[]) {
@@ -535,39 +502,41 @@ export class RfbConnection {
   // ---- updates -------------------------------------------------------------
 
   private startUpdates() {
-    this.sub = this.o.source.display$.subscribe({
-      next: (e) => this.event(e),
-      error: (e) => this.close(`display failed: ${e}`),
-    });
+    const tracker = this.tracker;
+    this.listener = {
+      get copyRect() {
+        return tracker.copyRect;
+      },
+      resized: (fb) => {
+        tracker.reset(fb.width, fb.height);
+        this.flush();
+      },
+      moved: (dst, dy) => {
+        tracker.moved(dst, dy);
+        this.flush();
+      },
+      changed: (rects) => {
+        tracker.changed(rects);
+        this.flush();
+      },
+      failed: (e) => this.close(`display failed: ${e}`),
+    };
+    this.shadow.add(this.listener);
   }
 
   /** Makes the next requested update happen even without new damage (for pseudo-rects). */
   private nudge() {
-    this.event({ type: "force", rect: { x: 0, y: 0, w: 1, h: 1 } });
+    this.force({ x: 0, y: 0, w: 1, h: 1 });
   }
 
   /**
-   * A display event or a forced area: into the tracker at once (so the
-   * snapshot is fresh), unless an update holds the shadow; then an update
-   * if the client is waiting for one.
+   * The client wants `r` whatever it has: the shadow takes the guest's pixels
+   * there (telling every client what changed), and this client gets them.
    */
-  private event(e: UpdateEvent) {
-    if (this.held) {
-      this.held.add(e);
-      return;
-    }
-    this.apply(e);
+  private force(r: Rect) {
+    this.tracker.force(r);
+    this.shadow.damage([r]);
     this.flush();
-  }
-
-  private apply(e: UpdateEvent) {
-    if (e.type === "resize") {
-      this.fb = e.fb;
-      this.tracker.resize(e.fb);
-    } else if (this.fb) {
-      if (e.type === "damage") this.tracker.damage(this.fb, e.rects);
-      else this.tracker.force(this.fb, e.rect);
-    }
   }
 
   /** The client wants an update (a request, or continuous updates). */
@@ -589,21 +558,18 @@ export class RfbConnection {
     this.writeUpdate()
       .then(() => {
         this.sending = false;
-        const held = this.held;
-        this.held = undefined;
-        if (held) { for (const e of held.events()) this.apply(e); }
         if (this.continuous) this.asked = true;
         this.flush();
       })
       .catch((e) => {
         this.sending = false;
-        this.held = undefined;
         this.close(e instanceof StreamClosed ? "client disconnected" : `update failed: ${e}`);
       });
   }
 
   private async writeUpdate() {
-    const { fb, copies, region } = this.tracker.take();
+    const fb: ShadowFramebuffer = this.shadow.fb!;
+    const { copies, region } = this.tracker.take();
     const u = this.writer;
     const w = u.begin();
     let full = false;
@@ -681,9 +647,18 @@ export class RfbConnection {
         u.count(encoder.encode(fb, r, opts, w));
       }
     }
-    // The shadow's bytes are in the message: hold its changes until they are written (set
-    // before any await: a client's request handled meanwhile could write to the shadow).
-    if (u.referencing) this.held = new HeldEvents();
+    // The shadow's bytes are in the message: changes go to a copy until it is written (pinned
+    // before any await: damage taken meanwhile would change it).
+    const unpin = u.referencing ? this.shadow.pin() : undefined;
+    try {
+      await this.finishUpdate(u, w, parallel);
+    } finally {
+      unpin?.();
+    }
+  }
+
+  /** Waits for the workers' rectangles, adds the cursor, writes the message. */
+  private async finishUpdate(u: UpdateWriter, w: ByteWriter, parallel: Promise<number>[]) {
     if (parallel.length > 0) { for (const n of await Promise.all(parallel)) u.count(n); }
     // The cursor shape goes after the pixels: soft-cursor clients (vncsnapshot)
     // save what is under the cursor when the shape arrives.

@@ -6,6 +6,7 @@ import {
   RfbConnection,
   type SecurityHandler,
 } from "./connection.ts";
+import { DisplayShadow } from "./display_shadow.ts";
 import type { RectEncoder } from "./encoder.ts";
 import { ConnStream, type RfbStream } from "./stream.ts";
 
@@ -30,13 +31,17 @@ export interface VncServerOptions {
 /**
  * An RFB server for one guest: accepts clients on any number of transports
  * (TCP listeners here; WebSocket and TLS hand over an RfbStream), each with
- * its own format, encodings and pending damage.
+ * its own format, encodings and pending damage. The guest's damage is
+ * compared once for all of them, in one {@link DisplayShadow}.
  */
 export class VncServer {
   private readonly clients = new Set<RfbConnection>();
   private readonly listeners: Deno.Listener[] = [];
+  private readonly shadow: DisplayShadow;
 
-  constructor(private readonly o: VncServerOptions) {}
+  constructor(private readonly o: VncServerOptions) {
+    this.shadow = DisplayShadow.of(o.source.display$);
+  }
 
   /** Clients connected now. */
   get clientCount(): number {
@@ -75,6 +80,7 @@ export class VncServer {
     log.info(`${stream.remote}: connected`);
     const opts: ConnectionOptions = {
       source: this.o.source,
+      shadow: this.shadow,
       name: this.o.name,
       security: this.o.security,
       keys: this.o.keys(),
