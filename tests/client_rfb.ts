@@ -835,6 +835,9 @@ export class RfbClient {
       size = palette.length === 2 ? Math.ceil(r.w / 8) * r.h : r.w * r.h;
     } else if (filter === 0) {
       size = r.w * r.h * tp;
+    } else if (filter === 2) {
+      if (tp !== 3) throw new Error("Tight gradient filter with a PIXEL that is not 3 bytes");
+      size = r.w * r.h * 3;
     } else throw new Error(`Tight filter ${filter}`);
     let data: Uint8Array;
     if (size < 12) data = await this.read(size);
@@ -844,10 +847,28 @@ export class RfbClient {
       data = this.tight[stream]!.inflate(z);
     }
     if (data.length !== size) throw new Error(`Tight data ${data.length} bytes, want ${size}`);
+    if (filter === 2) {
+      // Undo the prediction: each byte is the channel minus clamp(left + above - above-left).
+      const rgb = new Uint8Array(size);
+      const at = (i: number, j: number, c: number) =>
+        i < 0 || j < 0 ? 0 : rgb[(j * r.w + i) * 3 + c];
+      for (let j = 0; j < r.h; j++) {
+        for (let i = 0; i < r.w; i++) {
+          for (let c = 0; c < 3; c++) {
+            const p = Math.min(
+              255,
+              Math.max(0, at(i - 1, j, c) + at(i, j - 1, c) - at(i - 1, j - 1, c)),
+            );
+            rgb[(j * r.w + i) * 3 + c] = (data[(j * r.w + i) * 3 + c] + p) & 255;
+          }
+        }
+      }
+      data = rgb;
+    }
     for (let j = 0; j < r.h; j++) {
       for (let i = 0; i < r.w; i++) {
         let v: number;
-        if (filter === 0) v = tpix(data, (j * r.w + i) * tp);
+        if (filter !== 1) v = tpix(data, (j * r.w + i) * tp);
         else if (palette.length === 2) {
           v = palette[(data[j * Math.ceil(r.w / 8) + (i >> 3)] >> (7 - (i & 7))) & 1];
         } else {
@@ -858,6 +879,7 @@ export class RfbClient {
         this.put(r.x + i, r.y + j, v);
       }
     }
+    if (filter === 2) return "gradient";
     return filter === 0 ? "copy" : palette.length === 2 ? "mono" : "palette";
   }
 }

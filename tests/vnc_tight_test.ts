@@ -9,12 +9,14 @@ import { decode as decodePng } from "fast-png";
 import { ByteWriter } from "../sinks/vnc/bytes.ts";
 import { type EncodeOptions, Encoding } from "../sinks/vnc/encoder.ts";
 import {
+  gradientDifferences,
   JPEG_QUALITY,
   type JpegChoice,
   TIGHT_MAX_AREA,
   TIGHT_MAX_WIDTH,
   TightEncoder,
   TightPNGEncoder,
+  TightStream,
   tpixelBytes,
   turboJpegAvailable,
   writeCompactLength,
@@ -296,6 +298,10 @@ class TightDecoder {
         info.paletteSize = palSize;
         palette = this.pixels(r.bytes(palSize * this.tpixelSize()), palSize);
         len = palSize === 2 ? ((w + 7) >> 3) * h : w * h;
+      } else if (filter === 2) {
+        info.method = "gradient";
+        assertStrictEquals(this.tpixelSize(), 3, "gradient filter without 3-byte TPIXELs");
+        len = w * h * 3;
       } else {
         throw new Error(`unexpected filter ${filter}`);
       }
@@ -312,6 +318,20 @@ class TightDecoder {
       }
       if (filter === 0) {
         this.blitPixels(x, y, w, h, this.pixels(data, w * h));
+      } else if (filter === 2) {
+        // Prediction clamp(left + up - up-left) per channel, 0 outside the rectangle.
+        const rgb = new Uint8Array(len);
+        for (let j = 0; j < h; j++) {
+          for (let i = 0; i < w; i++) {
+            for (let c = 0; c < 3; c++) {
+              const k = (j * w + i) * 3 + c;
+              const left = i > 0 ? rgb[k - 3] : 0, up = j > 0 ? rgb[k - w * 3] : 0;
+              const ul = i > 0 && j > 0 ? rgb[k - w * 3 - 3] : 0;
+              rgb[k] = data[k] + Math.max(0, Math.min(255, left + up - ul));
+            }
+          }
+        }
+        this.blitPixels(x, y, w, h, this.pixels(rgb, w * h));
       } else {
         const out = new Uint8Array(w * h * Bpp);
         const rowBytes = (w + 7) >> 3;
@@ -483,6 +503,78 @@ Deno.test("tight: fill, mono, palette and full colour round-trip exactly in ever
         if (want === "palette") assertStrictEquals(info[0].stream, wantPal === 2 ? 1 : 2);
       }
     });
+  }
+});
+
+Deno.test("tight: smooth full colour goes through the gradient filter (3-byte TPIXELs only) and decodes exactly", async (t) => {
+  const W = 300, H = 70;
+  // The desktop workload's kind of picture: every pixel differs from its neighbours, but
+  // predictably (with wraps at 255 and the clamp exercised at the edges).
+  const smooth = makeFb(
+    W,
+    H,
+    (x, y) => (((x * 3 + y) & 255) << 16) | (((y * 5) & 255) << 8) | ((x + y) >> 1 & 255),
+  );
+  const noise = makeFb(W, H, (x, y) => hash(x, y));
+  for (const [fname, pf] of FORMATS) {
+    await t.step(fname, () => {
+      const enc = new TightEncoder();
+      const dec = new TightDecoder(W, H, pf);
+      for (let frame = 0; frame < 3; frame++) {
+        const info = roundTrip(enc, dec, smooth, [full(smooth)], { pf });
+        assertSameRgb(dec.rgb, expectedRgb(smooth, pf), W, `${fname} smooth ${frame}`);
+        const methods = new Set(info.map((i) => i.method));
+        if (tpixelBytes(pf)) {
+          assertEquals([...methods], ["gradient"], fname);
+          for (const i of info) assertStrictEquals(i.stream, TightStream.Gradient);
+        } else assert(!methods.has("gradient"), `${fname}: gradient without 3-byte TPIXELs`);
+        const n = roundTrip(enc, dec, noise, [full(noise)], { pf });
+        assertSameRgb(dec.rgb, expectedRgb(noise, pf), W, `${fname} noise ${frame}`);
+        assert(
+          !n.some((i) => i.method === "gradient"),
+          `${fname}: noise went through the gradient filter`,
+        );
+      }
+    });
+  }
+});
+
+Deno.test("tight: gradientDifferences against the spec's prediction, pixel by pixel", () => {
+  const rnd = (() => {
+    let s = 7;
+    return () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
+  })();
+  for (let run = 0; run < 50; run++) {
+    const w = 1 + ((rnd() * 40) | 0), h = 1 + ((rnd() * 20) | 0);
+    const px = new Uint8Array(w * h * 4);
+    for (let i = 0; i < px.length; i++) px[i] = rnd() < 0.5 ? (rnd() * 256) | 0 : (i * 3) & 255;
+    const at: [number, number, number] = [[2, 1, 0], [0, 1, 2], [1, 2, 3]][run % 3] as [
+      number,
+      number,
+      number,
+    ];
+    const got = new Uint8Array(w * h * 3);
+    const zeros = gradientDifferences(px, w, h, at, got);
+    let wantZeros = 0;
+    const v = (
+      x: number,
+      y: number,
+      c: number,
+    ) => (x < 0 || y < 0 ? 0 : px[(y * w + x) * 4 + at[c]]);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        for (let c = 0; c < 3; c++) {
+          const p = Math.max(
+            0,
+            Math.min(255, v(x - 1, y, c) + v(x, y - 1, c) - v(x - 1, y - 1, c)),
+          );
+          const want = (v(x, y, c) - p + 256) % 256;
+          assertStrictEquals(got[(y * w + x) * 3 + c], want, `${w}x${h} (${x},${y}) channel ${c}`);
+          if (want === 0) wantZeros++;
+        }
+      }
+    }
+    assertStrictEquals(zeros, wantZeros);
   }
 });
 
