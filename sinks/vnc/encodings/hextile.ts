@@ -19,7 +19,7 @@ import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
 import type { Rect } from "../../../pipeline/rect.ts";
 import { type ByteWriter, rectHeader } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
-import { ClientPixels, putPixel } from "./raw.ts";
+import { ClientPixels, HOST_LE, type PixelBlock, putPixel } from "./raw.ts";
 
 /** Subencoding mask bits. */
 export const Hextile = {
@@ -55,6 +55,12 @@ export class HextileEncoder implements RectEncoder {
     rectHeader(out, r.x, r.y, r.w, r.h, Encoding.Hextile);
     const block = this.pixels.read(fb, r, opts.pf);
     const bpp = block.bpp;
+    // Raw tiles straight from the block's bytes when they are the wire bytes already.
+    const rawBytes = block.mask === -1 && HOST_LE
+      ? new Uint8Array(block.px.buffer, block.px.byteOffset, block.px.length * bpp)
+      : undefined;
+    // More colours than this cannot beat raw (each one but the background needs a subrectangle).
+    const maxColours = (n: number) => Math.min(256, Math.floor((n * bpp - 2) / (bpp + 2)) + 1);
     const tiles = Math.ceil(r.w / 16) * Math.ceil(r.h / 16);
     // No tile is larger than raw (1 + 256 * bpp).
     const { buf } = out.target(tiles + r.w * r.h * bpp);
@@ -96,8 +102,17 @@ export class HextileEncoder implements RectEncoder {
           continue;
         }
 
-        const tileBg = many ? this.mostCommon(n) : n0 >= n1 ? c0 : c1;
+        // Many colours whose first and last rows change at every pixel (photos, gradients):
+        // raw, without counting colours (the subrectangle form would not be smaller).
+        const busy = many && tw > 2 && th > 1 && changesEverywhere(t, 0, tw) &&
+          changesEverywhere(t, (th - 1) * tw, tw);
+        const tileBg = busy ? c0 : many ? this.mostCommon(n, maxColours(n)) : n0 >= n1 ? c0 : c1;
         const rawSize = 1 + n * bpp;
+        if (busy || (many && this.distinct > maxColours(n))) {
+          o = this.rawTile(buf, o, block, rawBytes, tx, ty, tw, th);
+          bgValid = fgValid = false;
+          continue;
+        }
         const bgCost = bgValid && bg === tileBg ? 0 : bpp;
         let size: number, k: number;
         if (!many) {
@@ -146,19 +161,7 @@ export class HextileEncoder implements RectEncoder {
           }
         }
 
-        // Raw.
-        buf[o++] = Hextile.Raw;
-        if (bpp === 4) {
-          for (let i = 0; i < n; i++, o += 4) {
-            const v = t[i];
-            buf[o] = v;
-            buf[o + 1] = v >>> 8;
-            buf[o + 2] = v >>> 16;
-            buf[o + 3] = v >>> 24;
-          }
-        } else {
-          for (let i = 0; i < n; i++) o = putPixel(buf, o, t[i], bpp);
-        }
+        o = this.rawTile(buf, o, block, rawBytes, tx, ty, tw, th);
         bgValid = fgValid = false;
       }
     }
@@ -166,8 +169,38 @@ export class HextileEncoder implements RectEncoder {
     return 1;
   }
 
-  /** The most common colour of the tile's first `n` pixels. */
-  private mostCommon(n: number): number {
+  /** Writes a raw tile (mask byte and pixels) at `buf[o]`; returns the new offset. */
+  private rawTile(
+    buf: Uint8Array,
+    o: number,
+    block: PixelBlock,
+    rawBytes: Uint8Array | undefined,
+    tx: number,
+    ty: number,
+    tw: number,
+    th: number,
+  ): number {
+    buf[o++] = Hextile.Raw;
+    const bpp = block.bpp;
+    if (rawBytes) {
+      const row = tw * bpp;
+      for (let j = 0; j < th; j++) {
+        const at = (block.at + (ty + j) * block.stride + tx) * bpp;
+        buf.set(rawBytes.subarray(at, at + row), o);
+        o += row;
+      }
+      return o;
+    }
+    const t = this.tile, n = tw * th;
+    for (let i = 0; i < n; i++) o = putPixel(buf, o, t[i], bpp);
+    return o;
+  }
+
+  /**
+   * The most common colour of the tile's first `n` pixels; stops counting once
+   * more than `maxDistinct` colours were seen (then {@link distinct} says so).
+   */
+  private mostCommon(n: number, maxDistinct = 256): number {
     const t = this.tile, key = this.hKey, cnt = this.hCount, gen = this.hGen;
     let g = this.gen = (this.gen + 1) >>> 0;
     if (g === 0) {
@@ -185,7 +218,10 @@ export class HextileEncoder implements RectEncoder {
             gen[slot] = g;
             key[slot] = v;
             cnt[slot] = 0;
-            distinct++;
+            if (++distinct > maxDistinct) {
+              this.distinct = distinct;
+              return best;
+            }
             break;
           }
           if (key[slot] === v) break;
@@ -274,4 +310,10 @@ export class HextileEncoder implements RectEncoder {
     }
     return k;
   }
+}
+
+/** True when each of the `n` values from `t[i]` differs from the one before it. */
+function changesEverywhere(t: Int32Array, i: number, n: number): boolean {
+  for (let k = i + 1; k < i + n; k++) if (t[k] === t[k - 1]) return false;
+  return true;
 }

@@ -43,7 +43,7 @@ export class RawEncoder implements RectEncoder {
 // ---------------------------------------------------------------------------
 // Client pixel values
 
-const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+export const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /**
  * A rectangle's pixels as values of the client's format: pixel (i, j) is
