@@ -158,8 +158,8 @@ function readText(path: string): string | undefined {
 }
 
 /** The command name and utime + stime (ticks) of a process, or undefined when it is gone. */
-function procStat(pid: number): { comm: string; ticks: number } | undefined {
-  const s = readText(`/proc/${pid}/stat`);
+function procStat(pid: number, tid?: number): { comm: string; ticks: number } | undefined {
+  const s = readText(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`);
   if (!s) return undefined;
   const close = s.lastIndexOf(")");
   const f = s.slice(close + 2).split(" "); // f[0] is field 3 (state)
@@ -179,6 +179,18 @@ function memMB(pid: number): { rss: number; hwm: number } | undefined {
 function machineBusy(): { busy: number; irq: number } {
   const v = (readText("/proc/stat") ?? "").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
   return { busy: v[0] + v[1] + v[2] + v[5] + v[6] + v[7], irq: v[5] + v[6] };
+}
+
+/** utime + stime of each thread of `pid` (named by the kernel: deno, worker-N, V8 DefaultWorke..). */
+function threadTicks(pid: number): Map<number, { comm: string; ticks: number }> {
+  const out = new Map<number, { comm: string; ticks: number }>();
+  try {
+    for (const e of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const st = procStat(pid, Number(e.name));
+      if (st) out.set(Number(e.name), st);
+    }
+  } catch { /* gone */ }
+  return out;
 }
 
 /** utime + stime of every process now (the machine's other work, by name). */
@@ -343,6 +355,7 @@ interface Snapshot {
   viewers: (number | undefined)[];
   self?: number;
   all: Map<number, { comm: string; ticks: number }>;
+  threads: Map<number, { comm: string; ticks: number }>;
 }
 
 function snapshot(server: Server, viewers: Viewer[]): Snapshot {
@@ -354,6 +367,7 @@ function snapshot(server: Server, viewers: Viewer[]): Snapshot {
     viewers: viewers.map((v) => ticksOf(v.pid)),
     self: ticksOf(Deno.pid),
     all: allTicks(),
+    threads: threadTicks(server.pid),
   };
 }
 
@@ -370,7 +384,44 @@ interface Window {
   otherCpuPct: number;
   irqPct: number;
   otherTop: { comm: string; pct: number }[];
+  threads: ServerThreads;
   viewersLost: number;
+}
+
+/**
+ * The server's CPU by thread, % of a core: the main thread (the whole RxJS
+ * pipeline and every connection runs there, so at ~100 % it is the limit),
+ * the Workers (guest programs, encoding pool), V8's helpers (GC, compiler).
+ */
+interface ServerThreads {
+  main: number;
+  workers: number;
+  worker_count: number;
+  busiest_worker: number;
+  v8: number;
+  rest: number;
+}
+
+function threadWindow(a: Snapshot, b: Snapshot, pid: number, pct: (t: number) => number) {
+  const t: ServerThreads = {
+    main: 0,
+    workers: 0,
+    worker_count: 0,
+    busiest_worker: 0,
+    v8: 0,
+    rest: 0,
+  };
+  for (const [tid, s1] of b.threads) {
+    const used = pct(s1.ticks - (a.threads.get(tid)?.ticks ?? 0));
+    if (tid === pid) t.main += used;
+    else if (s1.comm.startsWith("worker-")) {
+      t.workers += used;
+      t.worker_count++;
+      t.busiest_worker = Math.max(t.busiest_worker, used);
+    } else if (s1.comm.startsWith("V8 ")) t.v8 += used;
+    else t.rest += used;
+  }
+  return t;
 }
 
 /** CPU over [a, b]: the server's, and what the rest of the machine used beyond ours. */
@@ -403,6 +454,7 @@ function cpuWindow(a: Snapshot, b: Snapshot, server: Server, viewers: Viewer[]):
     otherCpuPct: Math.max(0, pct(b.busy - a.busy - ours)),
     irqPct: pct(b.irq - a.irq),
     otherTop,
+    threads: threadWindow(a, b, server.pid, pct),
     viewersLost: lost,
   };
 }
@@ -476,6 +528,7 @@ interface ScenarioResult extends Setup {
   other_cpu_pct: number;
   irq_softirq_pct: number;
   other_top: { comm: string; pct: number }[];
+  server_threads_pct: ServerThreads;
   loadavg: number[];
   rss_samples: Sample[];
   soak?: SoakVerdict;
@@ -603,6 +656,7 @@ async function measure(setup: Setup, server: Server, durS: number): Promise<Scen
     other_cpu_pct: w.otherCpuPct,
     irq_softirq_pct: w.irqPct,
     other_top: w.otherTop,
+    server_threads_pct: w.threads,
     loadavg: Deno.loadavg(),
     rss_samples: samples,
     bench,
@@ -724,6 +778,7 @@ function describe(r: ScenarioResult): string {
 function report(r: ScenarioResult): string {
   const p = r.per_viewer;
   const per = r.scenario === "clients" ? "per client" : "per guest";
+  const th = r.server_threads_pct;
   const lines = [
     `\n== ${describe(r)}`,
     "",
@@ -741,6 +796,11 @@ function report(r: ScenarioResult): string {
     `  server CPU          ${f(r.server_cpu_pct, 0)} % of a core, ${
       f(r.server_cpu_ms_per_frame, 2)
     } ms per delivered frame (over ${f(r.window_s)} s)`,
+    `  server threads      main ${f(th.main, 0)} %, ${th.worker_count} workers ${
+      f(th.workers, 0)
+    } % (busiest ${f(th.busiest_worker, 0)} %), V8 helpers ${f(th.v8, 0)} %, other ${
+      f(th.rest, 0)
+    } %`,
     `  server memory       peak RSS ${f(r.peak_rss_mb, 0)} MB (VmHWM), RSS at end ${
       f(r.rss_end_mb, 0)
     } MB`,
