@@ -4,7 +4,9 @@ import {
   pixelToRgb,
   rgbToPixel,
   scaleComponent,
+  setConvertBackend,
 } from "../pipeline/convert_pixels.ts";
+import { BAND_PIXELS, kernelPlan, q15Multiplier, WasmConverter } from "../pipeline/convert_wasm.ts";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
 import {
   BGR233,
@@ -118,15 +120,18 @@ const NAMED: PixelFormat[] = [
   { ...XRGB8888, redShift: 24, greenShift: 16, blueShift: 8 }, // RGBX8888
 ];
 
-/** A random true-colour format: fields of random width at random non-overlapping places. */
-function randomFormat(rnd: () => number, bppChoices: number[]): PixelFormat {
+/**
+ * A random true-colour format: fields of random width (up to `maxField` bits) at random
+ * non-overlapping places.
+ */
+function randomFormat(rnd: () => number, bppChoices: number[], maxField = 16): PixelFormat {
   const pick = <T>(a: T[]) => a[Math.floor(rnd() * a.length)];
   const bpp = pick(bppChoices);
   const budget = Math.min(bpp, 48);
   const widths: number[] = [];
   let left = budget;
   for (let k = 0; k < 3; k++) {
-    const w = rnd() < 0.05 ? 0 : Math.min(left, 1 + Math.floor(rnd() * Math.min(left, 16)));
+    const w = rnd() < 0.05 ? 0 : Math.min(left, 1 + Math.floor(rnd() * Math.min(left, maxField)));
     widths.push(Math.max(0, w));
     left -= widths[k];
   }
@@ -162,10 +167,15 @@ function randomFormat(rnd: () => number, bppChoices: number[]): PixelFormat {
 }
 
 /** A framebuffer of random bytes: stride padding, `bytes` a subarray at an offset. */
-function randomFramebuffer(rnd: () => number, format: PixelFormat): Framebuffer {
+function randomFramebuffer(
+  rnd: () => number,
+  format: PixelFormat,
+  maxWidth = 37,
+  maxHeight = 9,
+): Framebuffer {
   const bpp = bytesPerPixel(format);
   const aligned = rnd() < 0.5;
-  const width = 1 + Math.floor(rnd() * 37), height = 1 + Math.floor(rnd() * 9);
+  const width = 1 + Math.floor(rnd() * maxWidth), height = 1 + Math.floor(rnd() * maxHeight);
   const pad = aligned ? 4 * Math.floor(rnd() * 3) : Math.floor(rnd() * 7);
   const stride = width * bpp + pad + (aligned ? (4 - (width * bpp) % 4) % 4 : 0);
   const offset = aligned ? 4 * Math.floor(rnd() * 3) : Math.floor(rnd() * 8);
@@ -191,8 +201,10 @@ function checkAgainstReference(
   src: PixelFormat,
   dst: PixelFormat,
   label: string,
+  maxWidth?: number,
+  maxHeight?: number,
 ): void {
-  const fb = randomFramebuffer(rnd, src);
+  const fb = randomFramebuffer(rnd, src, maxWidth, maxHeight);
   const r = randomRect(rnd, fb);
   const dBpp = bytesPerPixel(dst);
   const rowBytes = r.w * dBpp;
@@ -225,9 +237,35 @@ function checkAgainstReference(
 }
 
 // ---------------------------------------------------------------------------
+// Backends: JavaScript, and each WebAssembly build this runtime runs, forced (no size
+// threshold; formats the kernels do not take still go to JavaScript)
+
+const BACKENDS: [string, "js" | WasmConverter][] = [
+  ["js", "js"],
+  ...(["relaxed", "simd"] as const).flatMap((b) => {
+    const c = WasmConverter.load(b);
+    return c === undefined ? [] : [[`wasm-${b}`, c] as [string, WasmConverter]];
+  }),
+];
+
+/** One Deno.test per backend, with convertPixels forced to it. */
+function testEachBackend(name: string, fn: () => void): void {
+  for (const [label, backend] of BACKENDS) {
+    Deno.test(`[${label}] ${name}`, () => {
+      const prev = setConvertBackend(backend);
+      try {
+        fn();
+      } finally {
+        setConvertBackend(prev);
+      }
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Against the reference
 
-Deno.test("convertPixels matches the reference: random formats", () => {
+testEachBackend("convertPixels matches the reference: random formats", () => {
   const rnd = mulberry32(0x5eed);
   for (let n = 0; n < 3000; n++) {
     const src = rnd() < 0.25 ? NAMED[Math.floor(rnd() * NAMED.length)] : randomFormat(rnd, [
@@ -243,7 +281,7 @@ Deno.test("convertPixels matches the reference: random formats", () => {
   }
 });
 
-Deno.test("convertPixels matches the reference: 32 bpp sources (fast paths)", () => {
+testEachBackend("convertPixels matches the reference: 32 bpp sources (fast paths)", () => {
   const rnd = mulberry32(42);
   const sources = [XRGB8888, { ...XRGB8888, bigEndian: true }, NAMED[7], NAMED[8]];
   for (let n = 0; n < 2000; n++) {
@@ -257,7 +295,7 @@ Deno.test("convertPixels matches the reference: 32 bpp sources (fast paths)", ()
   }
 });
 
-Deno.test("convertPixels matches the reference: every named pair", () => {
+testEachBackend("convertPixels matches the reference: every named pair", () => {
   const rnd = mulberry32(7);
   for (const src of NAMED) {
     for (const dst of NAMED) {
@@ -274,7 +312,7 @@ Deno.test("convertPixels matches the reference: 24 bpp destinations, 24 bpp big-
   }
 });
 
-Deno.test("convertPixels: a large aligned frame through every fast path", () => {
+testEachBackend("convertPixels: a large aligned frame through every fast path", () => {
   const rnd = mulberry32(99);
   const width = 67, height = 23, stride = width * 4 + 12;
   const bytes = new Uint8Array(stride * height);
@@ -287,6 +325,130 @@ Deno.test("convertPixels: a large aligned frame through every fast path", () => 
       refConvert(fb, r, dst, want, 0, r.w * bytesPerPixel(dst));
       assertStrictEquals(hex(got), hex(want), `${JSON.stringify(dst)} ${JSON.stringify(r)}`);
     }
+  }
+});
+
+// ---------------------------------------------------------------------------
+// The WebAssembly kernels' domain: 32-bpp sources with byte channels
+
+/** A 32-bpp format whose channels are whole bytes at random places (or absent). */
+function randomByteFormat(rnd: () => number): PixelFormat {
+  const order = [0, 1, 2, 3].sort(() => rnd() - 0.5);
+  const at = order.slice(0, 3).map((b) => rnd() < 0.05 ? -1 : b);
+  const max = (b: number) => b < 0 ? 0 : 255;
+  const shift = (b: number) => b < 0 ? Math.floor(rnd() * 32) : 8 * b;
+  return {
+    bitsPerPixel: 32,
+    depth: 24,
+    bigEndian: rnd() < 0.5,
+    trueColour: true,
+    redMax: max(at[0]),
+    greenMax: max(at[1]),
+    blueMax: max(at[2]),
+    redShift: shift(at[0]),
+    greenShift: shift(at[1]),
+    blueShift: shift(at[2]),
+  };
+}
+
+Deno.test("the WebAssembly builds load here (so the backend tests run them)", () => {
+  assertEquals(BACKENDS.map(([label]) => label), ["js", "wasm-relaxed", "wasm-simd"]);
+});
+
+Deno.test("q15Multiplier: (c·X + 2^14) >> 15 is scaleComponent(c, 255, d), all c and d", () => {
+  for (let d = 0; d <= 255; d++) {
+    const x = q15Multiplier(d);
+    assert(x !== undefined && x >= 0 && x <= 32767, `d ${d}`);
+    for (let c = 0; c <= 255; c++) {
+      assertStrictEquals((c * x + 16384) >> 15, scaleComponent(c, 255, d), `c ${c} d ${d}`);
+    }
+  }
+  assertStrictEquals(q15Multiplier(31), 3984);
+});
+
+Deno.test("kernelPlan: which format pairs the kernels take", () => {
+  const be = (f: PixelFormat) => ({ ...f, bigEndian: true });
+  const plan = (s: PixelFormat, d: PixelFormat) => {
+    const p = kernelPlan(s, d);
+    return p === undefined ? undefined : `${p.fn}${p.swap ? "+swap" : ""}`;
+  };
+  assertStrictEquals(plan(XRGB8888, RGB565), "conv16");
+  assertStrictEquals(plan(XRGB8888, be(RGB565)), "conv16+swap");
+  assertStrictEquals(plan(XRGB8888, BGR233), "conv8");
+  assertStrictEquals(plan(be(XRGB8888), RGB332), "conv8");
+  assertStrictEquals(plan(XRGB8888, be(XRGB8888)), "perm32");
+  assertStrictEquals(plan(XRGB8888, NAMED[7]), "perm32");
+  assertStrictEquals(plan(XRGB8888, { ...XRGB8888, redMax: 127 }), "conv32");
+  assertStrictEquals(plan(XRGB8888, be({ ...XRGB8888, redMax: 127 })), "conv32+swap");
+  assertStrictEquals(plan(XRGB8888, { ...XRGB8888, redMax: 0, blueShift: 24 }), "perm32");
+  // Refused: other sources, sub-byte or odd source fields, maxima above 255, a field
+  // straddling bit 16 of a 32-bpp pixel, 24 bpp.
+  assertStrictEquals(plan(RGB565, XRGB8888), undefined);
+  assertStrictEquals(plan(RGB888, RGB565), undefined);
+  assertStrictEquals(plan({ ...XRGB8888, redMax: 127 }, RGB565), undefined);
+  assertStrictEquals(plan({ ...XRGB8888, redShift: 12 }, RGB565), undefined);
+  assertStrictEquals(plan(XRGB8888, { ...RGB565, greenMax: 1023 }), undefined);
+  assertStrictEquals(plan(XRGB8888, { ...XRGB8888, greenShift: 10 }), undefined);
+  assertStrictEquals(plan(XRGB8888, RGB888), undefined);
+});
+
+testEachBackend("byte-channel 32-bpp sources to random destinations, odd sizes", () => {
+  const rnd = mulberry32(0xb17e);
+  const wasm = BACKENDS.find(([label]) => label === "wasm-simd")![1] as WasmConverter;
+  let taken = 0;
+  const cases = 1500;
+  for (let n = 0; n < cases; n++) {
+    const src = rnd() < 0.3 ? XRGB8888 : randomByteFormat(rnd);
+    const pick = rnd();
+    const dst = pick < 0.2
+      ? NAMED.filter((f) => f.bitsPerPixel !== 24)[Math.floor(rnd() * (NAMED.length - 1))]
+      : pick < 0.8
+      ? randomFormat(rnd, [8, 16, 32], 8) // maxima up to 255: the kernels' own
+      : randomFormat(rnd, [8, 16, 32]);
+    if (wasm.supports(src, dst)) taken++;
+    checkAgainstReference(rnd, src, dst, `case ${n}`, 90, 12);
+  }
+  // Most of these are the kernels' to convert, not JavaScript's.
+  assert(taken > cases * 0.6, `${taken} of ${cases} supported`);
+});
+
+testEachBackend("rects across several bands, padded strides, rows wider than a band", () => {
+  const rnd = mulberry32(0xba4d);
+  const check = (fb: Framebuffer, r: Rect, dst: PixelFormat, outOffset: number, pad: number) => {
+    const outStride = r.w * bytesPerPixel(dst) + pad;
+    const size = outOffset + (r.h - 1) * outStride + r.w * bytesPerPixel(dst) + 7;
+    const got = new Uint8Array(size).fill(0x5a), want = got.slice();
+    convertPixels(fb, r, dst, got, outOffset, outStride);
+    refConvert(fb, r, dst, want, outOffset, outStride);
+    assertStrictEquals(hex(got), hex(want), `${JSON.stringify(dst)} ${JSON.stringify(r)}`);
+  };
+  const frame = (width: number, height: number, stride: number, format: PixelFormat) => {
+    const bytes = new Uint8Array(stride * height + 5).subarray(5);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rnd() * 256);
+    return { width, height, stride, format, bytes };
+  };
+  const dsts = [RGB565, BGR233, { ...RGB565, bigEndian: true }, { ...XRGB8888, bigEndian: true }];
+  dsts.push({ ...XRGB8888, redMax: 31, greenMax: 63, bigEndian: true });
+  for (const dst of dsts) {
+    // 700 wide: 23 rows a band; padded rows copy one by one, packed ones in blocks.
+    const padded = frame(700, 60, 700 * 4 + 12, XRGB8888);
+    check(padded, rect(3, 1, 611, 57), dst, 3, 5);
+    const packed = frame(700, 60, 700 * 4, { ...XRGB8888, bigEndian: true });
+    check(packed, rect(0, 2, 700, 58), dst, 0, 0);
+    // A row longer than a band.
+    const wide = frame(BAND_PIXELS + 21, 3, (BAND_PIXELS + 21) * 4, XRGB8888);
+    check(wide, rect(1, 0, BAND_PIXELS + 19, 3), dst, 1, 2);
+  }
+});
+
+Deno.test("WasmConverter.load: undefined where WebAssembly rejects the kernel", () => {
+  const validate = WebAssembly.validate;
+  try {
+    WebAssembly.validate = () => false;
+    assertStrictEquals(WasmConverter.load("relaxed"), undefined);
+    assertStrictEquals(WasmConverter.load("simd"), undefined);
+  } finally {
+    WebAssembly.validate = validate;
   }
 });
 
@@ -409,7 +571,7 @@ Deno.test("pixelToRgb and rgbToPixel", () => {
 // ---------------------------------------------------------------------------
 // Output placement, copies, errors
 
-Deno.test("out, outOffset and outStride place rows and leave the rest alone", () => {
+testEachBackend("out, outOffset and outStride place rows and leave the rest alone", () => {
   const width = 4, height = 3, stride = 16;
   const bytes = new Uint8Array(stride * height);
   for (let i = 0; i < bytes.length; i++) bytes[i] = i;
@@ -509,25 +671,28 @@ Deno.test("errors: out too small, bad offsets and strides, unsupported formats",
   assertThrows(() => convertPixels(cmap, r, RGB565), RangeError);
 });
 
-Deno.test("fields reaching past the pixel: bits beyond read as 0, bits beyond are dropped", () => {
-  const rnd = mulberry32(11);
-  const width = 21, height = 3, stride = width * 4;
-  const bytes = new Uint8Array(stride * height);
-  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rnd() * 256);
-  const fb = { width, height, stride, format: XRGB8888, bytes };
-  const wide8: PixelFormat = { ...RGB332, redShift: 6, greenShift: 3, blueShift: 0 };
-  const wide16: PixelFormat = { ...RGB565, redShift: 12, bigEndian: true };
-  const wide24: PixelFormat = { ...RGB888, redShift: 20, redMax: 255 };
-  for (const dst of [wide8, wide16, wide24, { ...XRGB8888, redShift: 28 }]) {
-    for (const r of [rect(0, 0, width, height), rect(1, 1, 13, 2)]) {
-      const got = convertPixels(fb, r, dst);
-      const want = new Uint8Array(got.length);
-      refConvert(fb, r, dst, want, 0, r.w * bytesPerPixel(dst));
-      assertStrictEquals(hex(got), hex(want), JSON.stringify(dst));
+testEachBackend(
+  "fields reaching past the pixel: bits beyond read as 0, bits beyond are dropped",
+  () => {
+    const rnd = mulberry32(11);
+    const width = 21, height = 3, stride = width * 4;
+    const bytes = new Uint8Array(stride * height);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(rnd() * 256);
+    const fb = { width, height, stride, format: XRGB8888, bytes };
+    const wide8: PixelFormat = { ...RGB332, redShift: 6, greenShift: 3, blueShift: 0 };
+    const wide16: PixelFormat = { ...RGB565, redShift: 12, bigEndian: true };
+    const wide24: PixelFormat = { ...RGB888, redShift: 20, redMax: 255 };
+    for (const dst of [wide8, wide16, wide24, { ...XRGB8888, redShift: 28 }]) {
+      for (const r of [rect(0, 0, width, height), rect(1, 1, 13, 2)]) {
+        const got = convertPixels(fb, r, dst);
+        const want = new Uint8Array(got.length);
+        refConvert(fb, r, dst, want, 0, r.w * bytesPerPixel(dst));
+        assertStrictEquals(hex(got), hex(want), JSON.stringify(dst));
+      }
     }
-  }
-  // A 16 bpp source whose red field runs past bit 15 reads the missing bits as 0.
-  const src: PixelFormat = { ...RGB565, redShift: 12, redMax: 255 };
-  const one = onePixel(src, 0xf000);
-  assertEquals(Array.from(convertPixels(one, ONE, XRGB8888)), [0x00, 0x00, 0x0f, 0x00]);
-});
+    // A 16 bpp source whose red field runs past bit 15 reads the missing bits as 0.
+    const src: PixelFormat = { ...RGB565, redShift: 12, redMax: 255 };
+    const one = onePixel(src, 0xf000);
+    assertEquals(Array.from(convertPixels(one, ONE, XRGB8888)), [0x00, 0x00, 0x0f, 0x00]);
+  },
+);
