@@ -70,7 +70,7 @@ Deno.bench({
 });
 CASES.forEach(({ name }, i) => {
   Deno.bench({ name: `convertPixels ${name}, into out`, group: "convert", fn: runs[i].auto });
-  Deno.bench({ name: `  JavaScript only`, group: "convert", fn: runs[i].js });
+  Deno.bench({ name: `convertPixels ${name}, JavaScript only`, group: "convert", fn: runs[i].js });
 });
 
 Deno.bench({
