@@ -19,8 +19,9 @@
 ;; is -32768 (the one input where relaxed q15mulr may differ).
 ;;
 ;; The kernels repeat the same steps rather than call a helper: their speed would
-;; then hang on V8 inlining it. Callers round the pixel count up to a multiple of 16
-;; (the extra pixels read and write scratch space past the band), never 0.
+;; then hang on V8 inlining it. They work in whole groups of 8 pixels (conv8: 16), so
+;; they read and write up to 15 pixels past the last: callers leave 64 bytes of
+;; scratch after a band's input and its output. $n is never 0.
 (module
   (memory (export "memory") 1)
 
