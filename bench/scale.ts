@@ -860,12 +860,32 @@ const plan: { scenario: "clients" | "guests"; dur: number }[] = SOAK
   ? [{ scenario: SOAK_SCENARIO as "clients" | "guests", dur: SOAK }]
   : (SCENARIO === "both" ? ["clients", "guests"] as const : [SCENARIO as "clients" | "guests"])
     .map((scenario) => ({ scenario, dur: DUR }));
+/**
+ * The rxfb measured: HEAD and the files changed beside it (others may be
+ * editing the checkout; the servers run whatever is in it at their start).
+ */
+async function checkout(): Promise<{ commit: string; changed: string[] }> {
+  const git = async (...args: string[]) => {
+    const o = await new Deno.Command("git", { args, cwd: REPO, stdout: "piped", stderr: "null" })
+      .output().catch(() => undefined);
+    return o?.success ? new TextDecoder().decode(o.stdout) : "";
+  };
+  const changed = (await git("status", "--porcelain", "--untracked-files=all")).split("\n")
+    .map((l) => l.slice(3)).filter((p) => p && !p.startsWith("bench/results/"));
+  return { commit: (await git("rev-parse", "--short=12", "HEAD")).trim() || "unknown", changed };
+}
+const rxfb = await checkout();
 const load0 = Deno.loadavg();
 console.log(
   `rxfb scale benchmark ${
     started.toISOString().slice(0, 16)
   }Z on ${navigator.hardwareConcurrency} CPUs` +
     ` (load average ${load0.map((x) => x.toFixed(2)).join(" ")}); viewers: ${RFBBENCH}`,
+);
+console.log(
+  `rxfb ${rxfb.commit}${
+    rxfb.changed.length ? ` + ${rxfb.changed.length} changed files: ${rxfb.changed.join(" ")}` : ""
+  }`,
 );
 
 type Failed = { scenario: string; ok: false; error: string };
@@ -899,6 +919,7 @@ const doc = {
     flat_if_growth_below: { pct: FLAT_PCT, mb: FLAT_MB },
     sample_s: SAMPLE_S,
   },
+  rxfb,
   rfbbench: RFBBENCH,
   scenarios: results,
 };
