@@ -90,14 +90,20 @@ function follow(shadow: DisplayShadow, copyRect: boolean): UpdateTracker {
   return t;
 }
 
+/** The window that scrolled last (scrolls often repeat in one window). */
+let lastBand = { x: 0, w: W, top: 0, bottom: H };
+
 /** Random content, scrolled bands and changed blocks; returns the damage (sometimes late). */
 function drawSomething(g: { px: Uint32Array }, rnd: () => number): Rect[] {
   const damage: Rect[] = [];
   const what = rnd();
   if (what < 0.4) {
     // Scroll a band of a window by dy, new rows at the uncovered edge.
-    const x = (rnd() * 20) | 0, w = W - x - ((rnd() * 20) | 0);
-    const top = (rnd() * 20) | 0, bottom = H - ((rnd() * 20) | 0);
+    if (rnd() < 0.5) {
+      const x = (rnd() * 20) | 0, w = W - x - ((rnd() * 20) | 0);
+      lastBand = { x, w, top: (rnd() * 20) | 0, bottom: H - ((rnd() * 20) | 0) };
+    }
+    const { x, w, top, bottom } = lastBand;
     const dy = ((rnd() * 24) | 0) - 12 || 5;
     const src = g.px.slice();
     for (let y = top; y < bottom; y++) {
@@ -204,6 +210,27 @@ Deno.test("UpdateTracker: a scroll becomes one copy and the new rows", () => {
   const u = t.take();
   assertEquals(u.copies, [{ dy: 4, rects: [{ x: 0, y: 0, w: W, h: 76 }] }]);
   assertEquals(u.region.rects(), [{ x: 0, y: 76, w: W, h: 4 }]);
+});
+
+Deno.test("UpdateTracker: a terminal that scrolled ten times since the last update is one copy and ten new lines", () => {
+  const g = guest();
+  const rnd = prng(5);
+  for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
+  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
+  shadow.resize(g.fb);
+  const t = follow(shadow, true);
+  const v = new Viewer();
+  v.apply(t, shadow.fb!);
+  for (let k = 0; k < 10; k++) {
+    g.px.copyWithin(0, 2 * W);
+    for (let i = (H - 2) * W; i < H * W; i++) g.px[i] = (rnd() * 0xffffff) | 0;
+    shadow.damage([{ x: 0, y: 0, w: W, h: H }]);
+  }
+  const u = t.take();
+  assertEquals(u.copies, [{ dy: 20, rects: [{ x: 0, y: 0, w: W, h: H - 20 }] }]);
+  assertEquals(u.region.rects(), [{ x: 0, y: H - 20, w: W, h: 20 }]);
+  v.update(u, shadow.fb!);
+  assertSame(v, g.px, "after ten scrolls");
 });
 
 Deno.test("UpdateTracker: a viewer that never asks keeps a bounded list of copies", () => {

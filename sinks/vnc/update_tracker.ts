@@ -9,9 +9,12 @@
  * a band of rows that moved (a scroll) becomes a pending copy (a CopyRect for
  * the viewer) and `unsent` moves with it, or, for a viewer without CopyRect,
  * joins `unsent`. Copies stay in order until the next update, so a viewer
- * that skips frames still gets them right (up to {@link MAX_PENDING_COPIES};
- * beyond that they are dropped and their areas sent as pixels). The tracker
- * holds no pixels: an update is encoded from the shadow.
+ * that skips frames still gets them right. A move of the same columns as the
+ * last pending copy is composed with it (a terminal that scrolled k times
+ * since the viewer's last update is one CopyRect by the sum of the shifts, and
+ * the k new lines), and beyond {@link MAX_PENDING_COPIES} copies they are
+ * dropped and their areas sent as pixels. The tracker holds no pixels: an
+ * update is encoded from the shadow.
  *
  * @example
  * ```ts
@@ -89,8 +92,34 @@ export class UpdateTracker {
     }
     const from = to.translate(0, dy);
     this.unsent = this.unsent.subtract(to).union(this.unsent.intersect(from).translate(0, -dy));
-    this.copies.push({ dy, rects: [dst] });
+    if (!this.compose(dst, dy)) this.copies.push({ dy, rects: [dst] });
     if (this.copies.length > MAX_PENDING_COPIES) this.dropCopies();
+  }
+
+  /**
+   * Folds a move of `dst` by `dy` into the last pending copy when both span the
+   * same columns: rows of `dst` whose source lay in the last copy's destination
+   * take their pixels from that copy's source, by the sum of the shifts, in
+   * one copy. Every other row either copy would have written joins `unsent`
+   * (for a scrolling terminal: the new lines, which are unsent anyway).
+   * Returns false when there is nothing to fold into.
+   */
+  private compose(dst: Rect, dy: number): boolean {
+    const last = this.copies.at(-1);
+    if (last === undefined || last.rects.length !== 1) return false;
+    const prev = last.rects[0];
+    if (prev.x !== dst.x || prev.w !== dst.w) return false;
+    // Rows y of dst with y + dy inside prev.
+    const y0 = Math.max(dst.y, prev.y - dy), y1 = Math.min(dst.y + dst.h, prev.y + prev.h - dy);
+    if (y1 <= y0) return false;
+    const both = Region.fromRect(prev).union(Region.fromRect(dst));
+    const kept = { x: dst.x, y: y0, w: dst.w, h: y1 - y0 };
+    this.unsent = this.unsent.union(both.subtract(Region.fromRect(kept)));
+    this.copies.pop();
+    const total = last.dy + dy;
+    // A shift that adds up to nothing leaves those rows where they were.
+    if (total !== 0) this.copies.push({ dy: total, rects: [kept] });
+    return true;
   }
 
   /** Hands over the pending copies and region and starts afresh (the update is being sent). */
