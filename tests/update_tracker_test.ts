@@ -99,9 +99,14 @@ function drawSomething(g: { px: Uint32Array }, rnd: () => number): Rect[] {
   const what = rnd();
   if (what < 0.4) {
     // Scroll a band of a window by dy, new rows at the uncovered edge.
-    if (rnd() < 0.5) {
+    const r = rnd();
+    if (r < 0.5) {
       const x = (rnd() * 20) | 0, w = W - x - ((rnd() * 20) | 0);
       lastBand = { x, w, top: (rnd() * 20) | 0, bottom: H - ((rnd() * 20) | 0) };
+    } else if (r < 0.75) {
+      // The same columns, other rows (a split window: only one pane scrolls).
+      const top = (rnd() * 40) | 0;
+      lastBand = { ...lastBand, top, bottom: top + 20 + ((rnd() * (H - top - 20)) | 0) };
     }
     const { x, w, top, bottom } = lastBand;
     const dy = ((rnd() * 24) | 0) - 12 || 5;
