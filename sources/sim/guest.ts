@@ -5,6 +5,7 @@ import { FbFront, type FbFrontFlavour } from "./fbfront.ts";
 import { KbdFront } from "./kbdfront.ts";
 import type { GuestDomain, SimDomain, SimXen } from "./platform.ts";
 import type { FromWorker, ToWorker } from "./guest_worker.ts";
+import { FrameMailbox } from "./frame_mailbox.ts";
 import { loadProgram } from "./programs/mod.ts";
 
 /** Settings of a simulated guest. */
@@ -70,6 +71,7 @@ export class SimGuest<D extends GuestDomain = SimDomain> {
   /** Frames the program has drawn (sequence number of the last). */
   lastFrame = -1;
   private worker?: Worker;
+  private mailbox?: FrameMailbox;
   /** The Worker maps the framebuffer's file itself (and must unmap it). */
   private workerMapsFile = false;
   private inputLog?: Deno.FsFile;
@@ -152,22 +154,22 @@ export class SimGuest<D extends GuestDomain = SimDomain> {
     const w = new Worker(new URL("./guest_worker.ts", import.meta.url), { type: "module" });
     this.worker = w;
     this.workerMapsFile = fb.file !== undefined;
+    const mailbox = new FrameMailbox();
+    this.mailbox = mailbox;
+    mailbox.listen((f) => {
+      this.lastFrame = f.n;
+      if (f.size && this.fbfront && !this.fbfront.resize(f.size.width, f.size.height)) {
+        this.opts.log?.warn(
+          `guest program wants a ${f.size.width}x${f.size.height} screen; the framebuffer cannot resize`,
+        );
+      }
+      this.fbfront?.damage(f.rects);
+      this.opts.onFrame?.(f.n, f.rects);
+      this.waiters.splice(0).forEach((r) => r());
+    }).catch((e) => this.opts.log?.error(`guest kernel: ${e instanceof Error ? e.message : e}`));
     w.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
-      if (m.type === "frame") {
-        this.lastFrame = m.n;
-        if (m.size && this.fbfront && !this.fbfront.resize(m.size.width, m.size.height)) {
-          this.opts.log?.warn(
-            `guest program wants a ${m.size.width}x${m.size.height} screen; the framebuffer cannot resize`,
-          );
-        }
-        this.fbfront?.damage(m.rects);
-        this.opts.onFrame?.(m.n, m.rects);
-        if (this.opts.rate === "max") w.postMessage({ type: "ack" } satisfies ToWorker);
-        this.waiters.splice(0).forEach((f) => f());
-      } else if (m.type === "error") {
-        this.opts.log?.error(`guest program: ${m.message}`);
-      }
+      if (m.type === "error") this.opts.log?.error(`guest program: ${m.message}`);
     };
     w.onerror = (e) => {
       e.preventDefault();
@@ -191,11 +193,14 @@ export class SimGuest<D extends GuestDomain = SimDomain> {
         stride: fb.stride,
         depth: fb.depth,
         rate,
+        mailbox: mailbox.sab,
       } satisfies ToWorker,
     );
   }
 
   private stopProgram() {
+    this.mailbox?.stop();
+    this.mailbox = undefined;
     const w = this.worker;
     if (!w) return;
     this.worker = undefined;

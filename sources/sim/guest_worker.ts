@@ -3,7 +3,8 @@
  * A simulated guest's vCPU: runs its program in a Worker, drawing frames into
  * the framebuffer the guest shares with the backend (SharedArrayBuffer), at
  * the program's pace, and tells the guest kernel (main thread) which
- * rectangles it drew, as a program writing to /dev/fb0 would.
+ * rectangles it drew, as a program writing to /dev/fb0 would, through a
+ * {@link FrameMailbox}.
  */
 import { loadProgram } from "./programs/mod.ts";
 import type { DrawTarget } from "./programs/workloads.ts";
@@ -13,6 +14,7 @@ import type { Rect } from "../../pipeline/rect.ts";
 import { convertPixels } from "../../pipeline/convert_pixels.ts";
 import { pvFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
 import { mapShmFile, type ShmMapping } from "./shm.ts";
+import { FrameMailbox } from "./frame_mailbox.ts";
 
 /** Messages to the worker. */
 export type ToWorker =
@@ -32,15 +34,14 @@ export type ToWorker =
     depth: number;
     /** Frames a second, or 0 for as fast as the kernel takes them. */
     rate: number;
+    /** The frame mailbox's memory. */
+    mailbox: SharedArrayBuffer;
   }
   | { type: "input"; ev: InputEvent }
-  | { type: "ack" }
   | { type: "stop" };
 
-/** Messages from the worker. */
+/** Messages from the worker (frames go through the mailbox). */
 export type FromWorker =
-  /** `size`: the program now shows a screen of this size (its `screenSize()` changed). */
-  | { type: "frame"; n: number; rects: Rect[]; size?: { width: number; height: number } }
   | { type: "error"; message: string }
   /** The Worker unmapped its file mapping and ends (answer to "stop"). */
   | { type: "stopped" };
@@ -55,7 +56,7 @@ let n = 0;
 let rate = 60;
 let t0 = 0;
 let stopped = false;
-let waitingAck = false;
+let mailbox: FrameMailbox | undefined;
 let timer: ReturnType<typeof setTimeout> | undefined;
 /** The framebuffer file's mapping, when the guest's memory is a file (a guest process). */
 let mapping: ShmMapping | undefined;
@@ -100,14 +101,14 @@ function frame() {
   const resized = s !== undefined && (s.width !== shown.width || s.height !== shown.height);
   if (resized) shown = { width: s.width, height: s.height };
   const sent = rects.length > 0 || resized;
-  if (sent) {
-    self.postMessage(
-      { type: "frame", n, rects, ...(resized ? { size: shown } : {}) } satisfies FromWorker,
-    );
-  }
+  // The screen size goes along when it changed (the program's screenSize()).
+  if (sent) mailbox!.post(n, rects, resized ? shown : undefined);
   n++;
   if (rate === 0 && sent) {
-    waitingAck = true; // the next frame once the kernel took this one
+    // The next frame once the kernel took this one.
+    mailbox!.waitTaken().then(() => {
+      if (!stopped) frame();
+    });
     return;
   }
   if (program.dueMs && rate !== 0) {
@@ -131,6 +132,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       if (stopped) return; // stopped while the program loaded
       program = loaded.program;
       rate = m.rate;
+      mailbox = new FrameMailbox(m.mailbox);
       let memory: ArrayBufferLike;
       if (m.file) {
         mapping = mapShmFile(m.file.path, m.file.offset, m.file.length, true);
@@ -162,11 +164,6 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
       else frame();
     } else if (m.type === "input") {
       program?.input?.(m.ev);
-    } else if (m.type === "ack") {
-      if (waitingAck) {
-        waitingAck = false;
-        frame();
-      }
     } else if (m.type === "stop") {
       stopped = true;
       if (timer !== undefined) clearTimeout(timer);
