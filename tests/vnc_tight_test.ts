@@ -509,13 +509,20 @@ Deno.test("tight: fill, mono, palette and full colour round-trip exactly in ever
 Deno.test("tight: smooth full colour goes through the gradient filter (3-byte TPIXELs only) and decodes exactly", async (t) => {
   const W = 300, H = 70;
   // The desktop workload's kind of picture: every pixel differs from its neighbours, but
-  // predictably (with wraps at 255 and the clamp exercised at the edges).
+  // predictably (with wraps at 255, where the clamp is exercised).
   const smooth = makeFb(
     W,
     H,
-    (x, y) => (((x * 3 + y) & 255) << 16) | (((y * 5) & 255) << 8) | ((x + y) >> 1 & 255),
+    (x, y) => (((x + y) & 255) << 16) | (((y * 5) & 255) << 8) | (x & 255),
+  );
+  // The video workload's kind: two smooth channels and a noisy one (about half zero differences).
+  const photo = makeFb(
+    W,
+    H,
+    (x, y) => (((x + y) & 255) << 16) | ((y & 255) << 8) | (hash(x, y) & 255),
   );
   const noise = makeFb(W, H, (x, y) => hash(x, y));
+  const methods = (info: { method?: string }[]) => [...new Set(info.map((i) => i.method))];
   for (const [fname, pf] of FORMATS) {
     await t.step(fname, () => {
       const enc = new TightEncoder();
@@ -523,17 +530,23 @@ Deno.test("tight: smooth full colour goes through the gradient filter (3-byte TP
       for (let frame = 0; frame < 3; frame++) {
         const info = roundTrip(enc, dec, smooth, [full(smooth)], { pf });
         assertSameRgb(dec.rgb, expectedRgb(smooth, pf), W, `${fname} smooth ${frame}`);
-        const methods = new Set(info.map((i) => i.method));
         if (tpixelBytes(pf)) {
-          assertEquals([...methods], ["gradient"], fname);
+          assertEquals(methods(info), ["gradient"], fname);
           for (const i of info) assertStrictEquals(i.stream, TightStream.Gradient);
-        } else assert(!methods.has("gradient"), `${fname}: gradient without 3-byte TPIXELs`);
-        const n = roundTrip(enc, dec, noise, [full(noise)], { pf });
+        } else {assert(
+            !methods(info).includes("gradient"),
+            `${fname}: gradient without 3-byte TPIXELs`,
+          );}
+        // Photo-like: the copy filter at the default compress level, the gradient filter at 9.
+        let p = roundTrip(enc, dec, photo, [full(photo)], { pf });
+        assertSameRgb(dec.rgb, expectedRgb(photo, pf), W, `${fname} photo ${frame}`);
+        assert(!methods(p).includes("gradient"), `${fname}: photo through the gradient filter`);
+        p = roundTrip(enc, dec, photo, [full(photo)], { pf, compressLevel: 9 });
+        assertSameRgb(dec.rgb, expectedRgb(photo, pf), W, `${fname} photo, level 9, ${frame}`);
+        if (tpixelBytes(pf)) assertEquals(methods(p), ["gradient"], `${fname} photo at level 9`);
+        const n = roundTrip(enc, dec, noise, [full(noise)], { pf, compressLevel: 9 });
         assertSameRgb(dec.rgb, expectedRgb(noise, pf), W, `${fname} noise ${frame}`);
-        assert(
-          !n.some((i) => i.method === "gradient"),
-          `${fname}: noise went through the gradient filter`,
-        );
+        assert(!methods(n).includes("gradient"), `${fname}: noise through the gradient filter`);
       }
     });
   }
