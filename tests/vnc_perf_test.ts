@@ -14,6 +14,7 @@ import { createWorkload, type WorkloadName } from "../sources/sim/programs/workl
 import { type RectInfo, RfbClient } from "./client_rfb.ts";
 import { vncRig } from "./vnc_rig.ts";
 import { EncodePool } from "../sinks/vnc/encode_pool.ts";
+import { sleep } from "./client_tools.ts";
 
 const W = 1920, H = 1080;
 const ZRLE = 16, TIGHT = 7, RAW = 0, COPYRECT = 1;
@@ -61,12 +62,14 @@ interface Run {
 /**
  * Connects with `encodings`, takes the first (full) update, then steps the
  * workload `frames` times, reading one update per frame and checking every
- * pixel each time.
+ * pixel each time. With `askFirst` the request is made before the frame is
+ * drawn (a client waiting for the guest), else after.
  */
 async function run(
   name: WorkloadName,
   encodings: number[],
   frames: number,
+  askFirst = false,
 ): Promise<Run> {
   const { rig, px, step } = await workloadRig(name);
   const stride = rig.sim.fbfront!.fb.stride / 4;
@@ -79,9 +82,15 @@ async function run(
     await c.update();
     assertSame(c, px, stride, "first update");
     for (let i = 0; i < frames; i++) {
-      step();
       const before = c.bytesIn;
-      await c.request(true);
+      if (askFirst) {
+        await c.request(true);
+        await sleep(5); // the request is in before the damage
+        step();
+      } else {
+        step();
+        await c.request(true);
+      }
       out.rects.push(await c.update());
       out.bytes.push(c.bytesIn - before);
       assertSame(c, px, stride, `${name} frame ${i + 1}`);
@@ -114,6 +123,13 @@ for (const [label, enc] of [["ZRLE", ZRLE], ["Tight", TIGHT]] as const) {
     assert(kb < 5, `${kb.toFixed(2)} KB a frame`);
   });
 }
+
+Deno.test("perf: a client waiting for the guest gets whole frames (the scroll's copy and its new line in one update)", async () => {
+  const r = await run("scroll", [ZRLE, COPYRECT], 10, true);
+  for (const [i, rects] of r.rects.entries()) {
+    assertEquals(rects.filter((x) => x.encoding === COPYRECT).length, 1, `frame ${i + 1}`);
+  }
+});
 
 Deno.test("perf: a client without CopyRect gets the scroll as pixels, exact", async () => {
   const r = await run("scroll", [ZRLE], 5);

@@ -507,18 +507,10 @@ export class RfbConnection {
       get copyRect() {
         return tracker.copyRect;
       },
-      resized: (fb) => {
-        tracker.reset(fb.width, fb.height);
-        this.flush();
-      },
-      moved: (dst, dy) => {
-        tracker.moved(dst, dy);
-        this.flush();
-      },
-      changed: (rects) => {
-        tracker.changed(rects);
-        this.flush();
-      },
+      resized: (fb) => tracker.reset(fb.width, fb.height),
+      moved: (dst, dy) => tracker.moved(dst, dy),
+      changed: (rects) => tracker.changed(rects),
+      settled: () => this.flush(),
       failed: (e) => this.close(`display failed: ${e}`),
     };
     this.shadow.add(this.listener);

@@ -60,6 +60,12 @@ export interface ShadowListener {
   moved(dst: Rect, dy: number): void;
   /** These pixels changed (disjoint rectangles). */
   changed(rects: readonly Rect[]): void;
+  /**
+   * The damage (or resize) being taken is all told: the shadow is a whole
+   * frame again. Updates are sent from here, never between the moves and
+   * changes of one frame (a viewer would get half a frame).
+   */
+  settled?(): void;
   /** The display failed (the guest went away badly). */
   failed?(e: unknown): void;
 }
@@ -125,7 +131,10 @@ export class DisplayShadow {
           for (const x of [...this.listeners]) x.failed?.(e);
         },
       });
-    } else if (this.shadow) l.resized(this.shadow);
+    } else if (this.shadow) {
+      l.resized(this.shadow);
+      l.settled?.();
+    }
   }
 
   /** Stops telling `l`; the last one to go unsubscribes from the display. */
@@ -151,6 +160,7 @@ export class DisplayShadow {
     s.copyFrom(fb, { x: 0, y: 0, w: fb.width, h: fb.height });
     this.shadow = s;
     for (const l of this.listeners) l.resized(s);
+    this.settle();
   }
 
   /** The guest says it drew into `rects`: take what really changed and tell the viewers. */
@@ -178,6 +188,7 @@ export class DisplayShadow {
       shadow.refresh(fb, r, this.tile, changed);
     }
     this.announce(changed);
+    this.settle();
   }
 
   /**
@@ -216,6 +227,10 @@ export class DisplayShadow {
     const s = this.spare;
     this.spare = undefined;
     return s?.fits(fb) ? s : undefined;
+  }
+
+  private settle(): void {
+    for (const l of [...this.listeners]) l.settled?.();
   }
 
   private anyCopyRect(): boolean {
