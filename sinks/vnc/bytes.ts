@@ -92,6 +92,58 @@ export class ByteWriter {
   clear(): void {
     this.length = 0;
   }
+
+  /** Bytes the buffer holds before it must grow. */
+  get capacity(): number {
+    return this.buf.length;
+  }
+
+  /** Replaces the buffer by one of `capacity` bytes (at least what is written), keeping the bytes. */
+  resize(capacity: number): void {
+    const next = new Uint8Array(Math.max(capacity, this.length, 16));
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+    this.dv = new DataView(next.buffer);
+  }
+}
+
+/** Buffers below this size are never shrunk. */
+export const TRIM_MIN_BYTES = 1 << 20;
+
+/**
+ * When to give back a reusable buffer that grew for one large piece of work
+ * (a viewer's first, full-screen update) and has been far larger than
+ * needed since: each use is reported with the buffer's size, and once a
+ * window of {@link UseWindow.window} uses all fit in a quarter of it, the
+ * answer is the size to shrink it to (twice the largest use), else 0. A
+ * connection that sends full screens all the time keeps its buffers; one that
+ * sends a line of text at a time holds kilobytes, not the megabytes of its
+ * first frame (which matters with many viewers).
+ *
+ * ```ts
+ * import { TRIM_MIN_BYTES, UseWindow } from "./bytes.ts";
+ * import { assertEquals } from "@rxfb/assert";
+ *
+ * const u = new UseWindow(4);
+ * const cap = 8 * TRIM_MIN_BYTES;
+ * assertEquals([1, 2, 3].map(() => u.use(1000, cap)), [0, 0, 0]);
+ * assertEquals(u.use(TRIM_MIN_BYTES / 2, cap), TRIM_MIN_BYTES);
+ * ```
+ */
+export class UseWindow {
+  private peak = 0;
+  private uses = 0;
+
+  constructor(readonly window = 60) {}
+
+  /** One use of `n` bytes of a buffer of `capacity`: the size to shrink it to, or 0. */
+  use(n: number, capacity: number): number {
+    if (n > this.peak) this.peak = n;
+    if (++this.uses < this.window) return 0;
+    const peak = this.peak;
+    this.uses = this.peak = 0;
+    return capacity > TRIM_MIN_BYTES && peak * 4 <= capacity ? Math.max(64 * 1024, peak * 2) : 0;
+  }
 }
 
 /** Writes a FramebufferUpdate rectangle header (x, y, w, h, encoding). */

@@ -11,6 +11,7 @@
 import type { Framebuffer } from "../../pipeline/framebuffer.ts";
 import { bytesPerPixel, type PixelFormat } from "../../pipeline/pixel_format.ts";
 import type { Rect } from "../../pipeline/rect.ts";
+import { UseWindow } from "./bytes.ts";
 import type { EncodeOptions } from "./encoder.ts";
 
 /** A framebuffer in shared memory, as it crosses to a worker. */
@@ -65,6 +66,7 @@ export type EncodeJob = ZrleJob | TightJob;
 /** A reusable piece of shared memory holding one rectangle copied out of a framebuffer. */
 export class SharedStage {
   private sab: SharedArrayBuffer | undefined;
+  private readonly uses = new UseWindow();
 
   /**
    * Copies `r` of `fb` into shared memory, valid until the next copy: as a
@@ -77,9 +79,10 @@ export class SharedStage {
     const stride = inPlace ? fb.width * bpp : row;
     const x0 = inPlace ? r.x : 0, y0 = inPlace ? r.y : 0;
     const need = (y0 + r.h) * stride;
+    const trimTo = this.sab ? this.uses.use(need, this.sab.byteLength) : 0;
     if (this.sab === undefined || this.sab.byteLength < need) {
       this.sab = new SharedArrayBuffer(Math.max(need, 64 * 1024));
-    }
+    } else if (trimTo) this.sab = new SharedArrayBuffer(trimTo);
     const dst = new Uint8Array(this.sab, 0, need);
     for (let y = 0; y < r.h; y++) {
       const s = (r.y + y) * fb.stride + r.x * bpp;

@@ -25,7 +25,7 @@
  *
  * @module
  */
-import { ByteWriter } from "./bytes.ts";
+import { ByteWriter, UseWindow } from "./bytes.ts";
 
 /** One FramebufferUpdate at a time, as chunks to write in order. */
 export class UpdateWriter {
@@ -35,6 +35,7 @@ export class UpdateWriter {
   private cut = 0;
   private rects = 0;
   private refs = false;
+  private readonly uses = new UseWindow();
 
   constructor(capacity = 64 * 1024) {
     this.out = new ByteWriter(capacity);
@@ -42,7 +43,10 @@ export class UpdateWriter {
 
   /** Starts a message (type 0, padding, rectangle count to come); returns the writer for rectangles. */
   begin(): ByteWriter {
+    // The previous message is written: a buffer grown for a rare large one can go.
+    const to = this.uses.use(this.out.length, this.out.capacity);
     this.out.clear();
+    if (to) this.out.resize(to);
     this.chunks = [];
     this.cut = 0;
     this.rects = 0;

@@ -9,7 +9,7 @@ import { convertPixels } from "../../../pipeline/convert_pixels.ts";
 import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
 import { bytesPerPixel, type PixelFormat, sameFormat } from "../../../pipeline/pixel_format.ts";
 import type { Rect } from "../../../pipeline/rect.ts";
-import { type ByteWriter, rectHeader } from "../bytes.ts";
+import { type ByteWriter, rectHeader, UseWindow } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
 
 /**
@@ -88,6 +88,7 @@ export function colourMask(f: PixelFormat): number {
  */
 export class ClientPixels {
   private scratch = new ArrayBuffer(0);
+  private readonly uses = new UseWindow();
 
   read(fb: Framebuffer, r: Rect, pf: PixelFormat): PixelBlock {
     const bpp = bytesPerPixel(pf);
@@ -117,9 +118,10 @@ export class ClientPixels {
       }
     }
     const need = r.w * r.h * bpp;
+    const trimTo = this.uses.use(need, this.scratch.byteLength);
     if (this.scratch.byteLength < need) {
       this.scratch = new ArrayBuffer(Math.max(need, this.scratch.byteLength * 2, 4096));
-    }
+    } else if (trimTo) this.scratch = new ArrayBuffer(trimTo);
     const bytes = new Uint8Array(this.scratch, 0, need);
     convertPixels(fb, r, pf, bytes);
     const n = r.w * r.h;

@@ -18,7 +18,7 @@
 import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
 import { bytesPerPixel, type PixelFormat } from "../../../pipeline/pixel_format.ts";
 import type { Rect } from "../../../pipeline/rect.ts";
-import { type ByteWriter, rectHeader } from "../bytes.ts";
+import { type ByteWriter, rectHeader, UseWindow } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
 import { createDeflate, type DeflateStrategy, type DeflateStream } from "../zlib.ts";
 import type { EncodePool } from "../encode_pool.ts";
@@ -81,6 +81,7 @@ export class ZRLEEncoder implements RectEncoder {
   private readonly pixels = new ClientPixels();
   private readonly tile = new Int32Array(TILE * TILE);
   private buf = new Uint8Array(64 * 1024);
+  private readonly bufUse = new UseWindow();
   // Palette: an open-addressing hash of 256 slots, valid where gen[slot] === this.gen.
   private readonly hKey = new Int32Array(256);
   private readonly hIdx = new Uint8Array(256);
@@ -172,7 +173,9 @@ export class ZRLEEncoder implements RectEncoder {
     const tilesX = Math.ceil(r.w / TILE), tilesY = Math.ceil(r.h / TILE);
     // Each tile's encoding is at most its raw size (1 + n * cps).
     const bound = tilesX * tilesY + r.w * r.h * cps;
+    const trimTo = this.bufUse.use(bound, this.buf.length);
     if (this.buf.length < bound) this.buf = new Uint8Array(Math.max(bound, this.buf.length * 2));
+    else if (trimTo) this.buf = new Uint8Array(trimTo);
     let o = 0, rawBytes = 0;
     for (let ty = 0; ty < r.h; ty += TILE) {
       const th = Math.min(TILE, r.h - ty);
