@@ -67,15 +67,15 @@ Deno.test("vnc: a client that stops reading stalls neither the guest nor another
     await slow.request(false);
     const framesBefore = rig.sim.lastFrame;
     await fast.request(false);
-    let updates = 0;
-    const until = performance.now() + 2000;
-    while (performance.now() < until) {
+    // Sixty updates in a row (the guest draws at 60 fps: a stalled server gives none after
+    // the first; the deadline is generous, so a loaded machine does not fail the test).
+    const until = performance.now() + 30_000;
+    for (let updates = 0; updates < 60; updates++) {
+      assert(performance.now() < until, `the fast client got only ${updates} updates in 30 s`);
       await fast.update();
-      updates++;
       await fast.request(true);
     }
-    assert(updates > 20, `the fast client got only ${updates} updates in 2 s`);
-    assert(rig.sim.lastFrame - framesBefore > 60, "the guest kept drawing");
+    assert(rig.sim.lastFrame - framesBefore >= 20, "the guest kept drawing");
     // What the server holds for the slow client stays bounded: at most one
     // update in flight plus what the socket took, not a backlog of frames.
     const conns = rig.vnc.server.clientCount;
