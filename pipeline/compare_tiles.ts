@@ -108,8 +108,13 @@ export class ShadowFramebuffer implements Framebuffer {
     const col0 = Math.floor(x0 / tile), cols = Math.floor((x1 - 1) / tile) - col0 + 1;
     if (this.firstRow.length < cols) this.firstRow = new Int32Array(cols);
     const first = this.firstRow;
+    // Whole rows that lie back to back in both buffers: a band is compared in one call first.
+    const contiguous = c.x === 0 && c.w === this.width && fb.stride === this.stride;
     for (let ty = Math.floor(c.y / tile) * tile; ty < c.y + c.h; ty += tile) {
       const y0 = Math.max(ty, c.y), y1 = Math.min(ty + tile, c.y + c.h);
+      if (contiguous && cmp.equal(y0 * fb.stride, y0 * this.stride, (y1 - y0) * this.stride)) {
+        continue;
+      }
       first.fill(-1, 0, cols);
       let dirty = 0;
       for (let y = y0; y < y1 && dirty < cols; y++) {
