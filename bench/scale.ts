@@ -517,6 +517,11 @@ interface ScenarioResult extends Setup {
   verify_checked: number;
   verify_mismatched: number;
   stamp_errors: number;
+  /** Updates that showed an older frame than the viewer had (rfbbench's non_monotonic). */
+  stamps_backwards: number;
+  /** Updates whose stamp corner held no valid stamp: torn or partial frames. */
+  stamps_bad: number;
+  viewers_with_stamp_errors: number;
   copyrects: number;
   total_fps: number;
   server_alive: boolean;
@@ -642,6 +647,12 @@ async function measure(setup: Setup, server: Server, durS: number): Promise<Scen
     verify_checked: bench.reduce((s, x) => s + (x.verify?.checked ?? 0), 0),
     verify_mismatched: bench.reduce((s, x) => s + (x.verify?.mismatched_frames ?? 0), 0),
     stamp_errors: bench.reduce((s, x) => s + stampErrors(x), 0),
+    stamps_backwards: bench.reduce((s, x) => s + (x.decode_errors?.non_monotonic ?? 0), 0),
+    stamps_bad: bench.reduce(
+      (s, x) => s + (x.decode_errors?.bad_stamp ?? 0) + (x.decode_errors?.bad_latency ?? 0),
+      0,
+    ),
+    viewers_with_stamp_errors: bench.filter((x) => stampErrors(x) > 0).length,
     copyrects: bench.reduce((s, x) => s + (x.copyrects ?? 0), 0),
     total_fps: totalFps,
     server_alive: alive,
@@ -792,7 +803,13 @@ function report(r: ScenarioResult): string {
     `  delivered           ${
       f(r.total_fps)
     } fps in all; ${r.viewers_ok} of ${r.viewers} viewers ok` +
-    `; ${r.stamp_errors} stamp errors; ${r.copyrects} CopyRects`,
+    `; ${r.copyrects} CopyRects`,
+    `  stamp errors        ${
+      r.stamp_errors
+        ? `${r.stamps_backwards} updates went back to an older frame, ${r.stamps_bad} had no valid` +
+          ` stamp (torn or partial), in ${r.viewers_with_stamp_errors} of ${r.viewers} viewers`
+        : "none"
+    }`,
     `  server CPU          ${f(r.server_cpu_pct, 0)} % of a core, ${
       f(r.server_cpu_ms_per_frame, 2)
     } ms per delivered frame (over ${f(r.window_s)} s)`,
