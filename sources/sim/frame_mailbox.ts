@@ -10,6 +10,8 @@
  * (its rectangles appended, or their bounding box once there are too many),
  * as a frontend merges damage it could not send yet: nothing is lost, and the
  * program never waits for the kernel unless it asks to ({@link waitTaken}).
+ * "Handled" ({@link done}) means the backend has taken the frame's damage
+ * too, since the kernel's handler runs the event channel's microtasks first.
  *
  * @example
  * ```ts
@@ -132,7 +134,8 @@ export class FrameMailbox {
         try {
           onFrame(f);
         } finally {
-          this.done();
+          // After the microtasks onFrame started (the backend taking the frame's damage).
+          queueMicrotask(() => this.done());
         }
       }
       // Asleep until the next post moves POSTED past what was taken.
@@ -147,6 +150,11 @@ export class FrameMailbox {
     Atomics.add(this.i32, POSTED, 1);
     Atomics.notify(this.i32, POSTED);
     Atomics.notify(this.i32, DONE);
+  }
+
+  /** vCPU: true when the kernel took and handled everything posted so far. */
+  allDone(): boolean {
+    return Atomics.load(this.i32, DONE) === Atomics.load(this.i32, POSTED);
   }
 
   /** vCPU: resolves once the kernel took and handled everything posted so far (or stopped). */
