@@ -522,12 +522,13 @@ export class RfbConnection {
   }
 
   /**
-   * The client wants `r` whatever it has: the shadow takes the guest's pixels
-   * there (telling every client what changed), and this client gets them.
+   * The client wants `r` whatever it has: it gets the shadow's pixels there
+   * (the shadow holds everything the guest reported; a client's request does
+   * not make the server compare guest memory again, or it could keep the
+   * server busy for every guest with ten-byte messages).
    */
   private force(r: Rect) {
     this.tracker.force(r);
-    this.shadow.damage([r]);
     this.flush();
   }
 
@@ -620,8 +621,8 @@ export class RfbConnection {
       : region.simplify({ maxRects: 64 });
     const encoder = this.encoders.get(this.preferred)!;
     // Raw in the shadow's own format: full-width rows are already the wire bytes, written
-    // by reference straight to a socket. (TLS, WebSocket and in-memory streams copy what
-    // they are given anyway, and would see one message as several.)
+    // by reference straight to a socket (TCP, or TLS, whose write resolves once encrypted).
+    // WebSocket and in-memory streams would see one message as several frames.
     const rawAsIs = this.preferred === Encoding.Raw && sameFormat(fb.format, this.pf) &&
       this.stream instanceof ConnStream;
     // Everything is read from the shadow before the first await: captures may change it then.
