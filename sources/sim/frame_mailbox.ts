@@ -72,14 +72,20 @@ export class FrameMailbox {
     this.lock();
     try {
       // Not taken since the last post: add to what is there.
-      let count = Atomics.load(a, TAKEN) === Atomics.load(a, POSTED) ? 0 : a[COUNT];
-      if (count === 0) a[HAS_SIZE] = 0;
+      const fresh = Atomics.load(a, TAKEN) === Atomics.load(a, POSTED);
+      let count = fresh ? 0 : a[COUNT];
+      if (fresh) a[HAS_SIZE] = 0;
       for (const r of rects) {
         if (count === MAILBOX_RECTS) {
           this.collapse();
           count = 1;
         }
-        a.set([r.x, r.y, r.w, r.h], RECTS + count * 4);
+        // Slot by slot: nothing is allocated while the other side may be spinning.
+        const o = RECTS + count * 4;
+        a[o] = r.x;
+        a[o + 1] = r.y;
+        a[o + 2] = r.w;
+        a[o + 3] = r.h;
         count++;
       }
       a[COUNT] = count;
@@ -126,30 +132,37 @@ export class FrameMailbox {
    * Kernel: calls `onFrame` for every frame taken, as soon as the doorbell
    * rings, until {@link stop}.
    */
-  async listen(onFrame: (f: PostedFrame) => void): Promise<void> {
+  async listen(onFrame: (f: PostedFrame) => void, onError?: (e: unknown) => void): Promise<void> {
     const a = this.i32;
     while (!Atomics.load(a, STOP)) {
       const f = this.take();
       if (f) {
         try {
           onFrame(f);
+        } catch (e) {
+          onError?.(e); // one bad frame must not stop the guest's display
         } finally {
           // After the microtasks onFrame started (the backend taking the frame's damage).
           queueMicrotask(() => this.done());
         }
       }
-      // Asleep until the next post moves POSTED past what was taken.
+      // Asleep until the next post moves POSTED past what was taken (or stop() wakes it).
       const w = Atomics.waitAsync(a, POSTED, Atomics.load(a, TAKEN));
       if (w.async) await w.value;
     }
   }
 
-  /** Kernel: stops {@link listen} (and a vCPU waiting in {@link waitTaken}). */
+  /** Kernel: stops {@link listen} and wakes a vCPU waiting in {@link waitTaken}. */
   stop(): void {
     Atomics.store(this.i32, STOP, 1);
-    Atomics.add(this.i32, POSTED, 1);
+    // Wakes waiters whatever the slots hold.
     Atomics.notify(this.i32, POSTED);
     Atomics.notify(this.i32, DONE);
+  }
+
+  /** True once the kernel stopped listening (the vCPU should draw no more). */
+  get stopped(): boolean {
+    return Atomics.load(this.i32, STOP) === 1;
   }
 
   /** vCPU: true when the kernel took and handled everything posted so far. */
@@ -178,7 +191,10 @@ export class FrameMailbox {
       x1 = Math.max(x1, a[o] + a[o + 2]);
       y1 = Math.max(y1, a[o + 1] + a[o + 3]);
     }
-    a.set([x0, y0, x1 - x0, y1 - y0], RECTS);
+    a[RECTS] = x0;
+    a[RECTS + 1] = y0;
+    a[RECTS + 2] = x1 - x0;
+    a[RECTS + 3] = y1 - y0;
   }
 
   private lock(): void {

@@ -166,7 +166,7 @@ export class SimGuest<D extends GuestDomain = SimDomain> {
       this.fbfront?.damage(f.rects);
       this.opts.onFrame?.(f.n, f.rects);
       this.waiters.splice(0).forEach((r) => r());
-    }).catch((e) => this.opts.log?.error(`guest kernel: ${e instanceof Error ? e.message : e}`));
+    }, (e) => this.opts.log?.error(`guest kernel: ${e instanceof Error ? e.message : e}`));
     w.onmessage = (e: MessageEvent<FromWorker>) => {
       const m = e.data;
       if (m.type === "error") this.opts.log?.error(`guest program: ${m.message}`);

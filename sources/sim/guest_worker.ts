@@ -93,15 +93,13 @@ function publish(rects: Rect[]) {
 
 function frame() {
   timer = undefined;
-  if (stopped || !program) return;
+  if (stopped || !program || mailbox!.stopped) return;
   // Never draw over a frame the backend has not taken yet: a real guest may (and its viewers
   // then see a torn frame now and then), but the simulator serves the standard workloads to
   // be measured, and a torn frame is not the workload's (the C harnesses of the peer rig do
   // not tear either). A late frame is drawn at once, as the pacing rule says.
   if (!mailbox!.allDone()) {
-    mailbox!.waitTaken().then(() => {
-      if (!stopped) frame();
-    });
+    mailbox!.waitTaken().then(frame);
     return;
   }
   if (program.dueMs && program.dueMs(n) === undefined) return; // the program has finished
@@ -116,9 +114,7 @@ function frame() {
   n++;
   if (rate === 0 && sent) {
     // The next frame once the kernel took this one.
-    mailbox!.waitTaken().then(() => {
-      if (!stopped) frame();
-    });
+    mailbox!.waitTaken().then(frame);
     return;
   }
   if (program.dueMs && rate !== 0) {
