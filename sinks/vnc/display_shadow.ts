@@ -143,6 +143,8 @@ export class DisplayShadow {
     if (this.listeners.size === 0 && this.sub) {
       this.sub.unsubscribe();
       this.sub = undefined;
+      // No viewer: no frame kept (the next subscription starts with a resize).
+      this.shadow = this.spare = this.live = undefined;
     }
   }
 
