@@ -47,11 +47,10 @@
  */
 import type { Framebuffer } from "./framebuffer.ts";
 import type { Rect } from "./rect.ts";
-import { bytesPerPixel, type PixelFormat, sameFormat } from "./pixel_format.ts";
+import { bytesPerPixel, HOST_LE, type PixelFormat, sameFormat } from "./pixel_format.ts";
 import { type WasmConverter, wasmConverter } from "./convert_wasm.ts";
 
 /** True on a little-endian host (x86, most ARM). Decides only which fast paths apply. */
-const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /**
  * Scales a colour component from `0..srcMax` to `0..dstMax`:

@@ -139,8 +139,3 @@ export class SpanComparer {
     return true;
   }
 }
-
-/** True when libc's memcmp is in use for long spans (for benchmarks and logs). */
-export function nativeMemcmp(): boolean {
-  return libcMemcmp() !== null;
-}

@@ -103,3 +103,6 @@ export function sameFormat(a: PixelFormat, b: PixelFormat): boolean {
     a.redMax === b.redMax && a.greenMax === b.greenMax && a.blueMax === b.blueMax &&
     a.redShift === b.redShift && a.greenShift === b.greenShift && a.blueShift === b.blueShift;
 }
+
+/** True on a little-endian host (typed arrays use the host's byte order). */
+export const HOST_LE: boolean = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;

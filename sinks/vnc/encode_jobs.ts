@@ -92,9 +92,4 @@ export class SharedStage {
       ? { sab: this.sab, width: fb.width, height: r.y + r.h, stride, format: fb.format }
       : { sab: this.sab, width: r.w, height: r.h, stride, format: fb.format };
   }
-
-  /** Lets the memory go. */
-  free(): void {
-    this.sab = undefined;
-  }
 }

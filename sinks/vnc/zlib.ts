@@ -31,6 +31,7 @@
  */
 import * as pakoModule from "pako";
 import { ByteWriter } from "./bytes.ts";
+import { HOST_LE } from "../../pipeline/pixel_format.ts";
 
 /** How a call ends its output: `Z_NO_FLUSH`, `Z_SYNC_FLUSH` (the RFB default) or `Z_FINISH`. */
 export type FlushMode = "none" | "sync" | "finish";
@@ -171,8 +172,6 @@ const Z = {
   msg: 48,
   size: 112,
 } as const;
-
-const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 let libzCache: Libz | null | undefined;
 let libzError = "";

@@ -19,7 +19,8 @@ import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
 import type { Rect } from "../../../pipeline/rect.ts";
 import { type ByteWriter, rectHeader } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
-import { ClientPixels, HOST_LE, type PixelBlock, putPixel } from "./raw.ts";
+import { HOST_LE } from "../../../pipeline/pixel_format.ts";
+import { ClientPixels, type PixelBlock, putPixel } from "./raw.ts";
 
 /** Subencoding mask bits. */
 export const Hextile = {

@@ -7,7 +7,12 @@
  */
 import { convertPixels } from "../../../pipeline/convert_pixels.ts";
 import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
-import { bytesPerPixel, type PixelFormat, sameFormat } from "../../../pipeline/pixel_format.ts";
+import {
+  bytesPerPixel,
+  HOST_LE,
+  type PixelFormat,
+  sameFormat,
+} from "../../../pipeline/pixel_format.ts";
 import type { Rect } from "../../../pipeline/rect.ts";
 import { type ByteWriter, rectHeader, UseWindow } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
@@ -42,8 +47,6 @@ export class RawEncoder implements RectEncoder {
 
 // ---------------------------------------------------------------------------
 // Client pixel values
-
-export const HOST_LE = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /**
  * A rectangle's pixels as values of the client's format: pixel (i, j) is
