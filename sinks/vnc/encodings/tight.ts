@@ -874,7 +874,8 @@ class TightBase implements RectEncoder {
 
   private writeFull(r: Rect, px: Uint8Array, ctx: Ctx, out: ByteWriter): void {
     const n = r.w * r.h;
-    if (ctx.rgb) {
+    // (At zlib level 0 nothing deflates: the filter would only cost time.)
+    if (ctx.rgb && ctx.zlib[2] > 0) {
       const zeros = gradientDifferences(px, r.w, r.h, ctx.rgb, scratch.data);
       if (zeros >= ctx.gradientMinZeros * n * 3) {
         const data = scratch.data.subarray(0, n * 3);
