@@ -7,6 +7,10 @@
  * - coloured: background plus subrectangles each with its colour (SubrectsColoured);
  * - raw: whenever the subrectangle form would not be smaller.
  *
+ * A large rectangle whose sampled tiles are all busy (photos, gradients: every
+ * tile would go raw) is sent as a Raw rectangle instead, which every client
+ * takes: the same pixels without a byte per tile or the search.
+ *
  * Background and foreground carry over between tiles; after a raw tile both are
  * sent again, and the foreground after a coloured tile, since decoders differ on
  * what such tiles leave behind. The background is a tile's most common colour;
@@ -19,7 +23,8 @@ import type { Framebuffer } from "../../../pipeline/framebuffer.ts";
 import type { Rect } from "../../../pipeline/rect.ts";
 import { type ByteWriter, rectHeader } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
-import { HOST_LE } from "../../../pipeline/pixel_format.ts";
+import { convertPixels } from "../../../pipeline/convert_pixels.ts";
+import { bytesPerPixel, HOST_LE } from "../../../pipeline/pixel_format.ts";
 import { ClientPixels, type PixelBlock, putPixel } from "./raw.ts";
 
 /** Subencoding mask bits. */
@@ -30,6 +35,15 @@ export const Hextile = {
   AnySubrects: 8,
   SubrectsColoured: 16,
 } as const;
+
+/** Rectangles of at least this many pixels are checked for being Raw throughout. */
+export const RAW_CHECK_MIN_AREA = 64 * 1024;
+
+/** One tile in this many, each way, is sampled for that check. */
+const RAW_CHECK_STEP = 4;
+
+/** Share of the sampled tiles that must be busy (a few plain ones, e.g. a clock, may be in). */
+const RAW_CHECK_SHARE = 0.9;
 
 /** Hextile for one connection (stateless between rectangles, as the spec requires). */
 export class HextileEncoder implements RectEncoder {
@@ -53,9 +67,16 @@ export class HextileEncoder implements RectEncoder {
 
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {
     if (r.w <= 0 || r.h <= 0) return 0;
-    rectHeader(out, r.x, r.y, r.w, r.h, Encoding.Hextile);
     const block = this.pixels.read(fb, r, opts.pf);
     const bpp = block.bpp;
+    // A large rectangle whose sampled tiles are all busy would be raw tiles throughout:
+    // Raw (which every client takes) says the same without a byte per tile or the search.
+    if (r.w * r.h >= RAW_CHECK_MIN_AREA && this.looksBusy(block, r.w, r.h)) {
+      rectHeader(out, r.x, r.y, r.w, r.h, Encoding.Raw);
+      convertPixels(fb, r, opts.pf, out.claim(r.w * r.h * bytesPerPixel(opts.pf)));
+      return 1;
+    }
+    rectHeader(out, r.x, r.y, r.w, r.h, Encoding.Hextile);
     // Raw tiles straight from the block's bytes when they are the wire bytes already.
     const rawBytes = block.mask === -1 && HOST_LE
       ? new Uint8Array(block.px.buffer, block.px.byteOffset, block.px.length * bpp)
@@ -168,6 +189,28 @@ export class HextileEncoder implements RectEncoder {
     }
     out.length = o;
     return 1;
+  }
+
+  /**
+   * True when at least {@link RAW_CHECK_SHARE} of a sparse sample of tiles
+   * (one in {@link RAW_CHECK_STEP} each way) have three colours or more and
+   * first and last rows that change at every pixel: photo-like or gradient
+   * content, where nearly every tile would be sent raw.
+   */
+  private looksBusy(block: PixelBlock, w: number, h: number): boolean {
+    const t = this.tile;
+    let sampled = 0, busy = 0;
+    for (let ty = 0; ty + 16 <= h; ty += 16 * RAW_CHECK_STEP) {
+      for (let tx = 0; tx + 16 <= w; tx += 16 * RAW_CHECK_STEP) {
+        sampled++;
+        ClientPixels.copyTile(block, tx, ty, 16, 16, t);
+        if (!changesEverywhere(t, 0, 16) || !changesEverywhere(t, 240, 16)) continue;
+        let third = false; // (t[1] differs from t[0]: the first row changes everywhere)
+        for (let i = 2; i < 256 && !third; i++) third = t[i] !== t[0] && t[i] !== t[1];
+        if (third) busy++;
+      }
+    }
+    return sampled > 0 && busy >= RAW_CHECK_SHARE * sampled;
   }
 
   /** Writes a raw tile (mask byte and pixels) at `buf[o]`; returns the new offset. */
