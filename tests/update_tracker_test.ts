@@ -247,12 +247,20 @@ Deno.test("UpdateTracker: a viewer that never asks keeps a bounded list of copie
   const t = follow(shadow, true);
   const v = new Viewer();
   v.apply(t, shadow.fb!);
+  // Two panes side by side scroll in turn: their copies cannot compose.
+  const half = W / 2;
   for (let k = 0; k < 50; k++) {
-    g.px.copyWithin(0, 2 * W);
-    for (let i = (H - 2) * W; i < H * W; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-    shadow.damage([{ x: 0, y: 0, w: W, h: H }]);
+    const x0 = k % 2 ? half : 0;
+    for (let y = 0; y < H - 2; y++) {
+      g.px.copyWithin(y * W + x0, (y + 2) * W + x0, (y + 2) * W + x0 + half);
+    }
+    for (let y = H - 2; y < H; y++) {
+      for (let x = x0; x < x0 + half; x++) g.px[y * W + x] = (rnd() * 0xffffff) | 0;
+    }
+    shadow.damage([{ x: x0, y: 0, w: half, h: H }]);
   }
   const u = t.take();
+  assert(u.copies.length > 0, "no copies kept");
   assert(u.copies.length <= MAX_PENDING_COPIES, `${u.copies.length} copies pending`);
   v.update(u, shadow.fb!);
   assertSame(v, g.px, "after 50 frames");
