@@ -59,6 +59,8 @@ export interface PostedFrame {
 export class FrameMailbox {
   readonly sab: SharedArrayBuffer;
   private readonly i32: Int32Array;
+  /** The rectangles' slots as last taken. */
+  private readonly held = new Int32Array(MAILBOX_RECTS * 4);
 
   /** A new mailbox, or the other side of `sab`. */
   constructor(sab?: SharedArrayBuffer) {
@@ -104,22 +106,26 @@ export class FrameMailbox {
 
   /** Kernel: what was posted since the last take, or undefined. */
   take(): PostedFrame | undefined {
-    const a = this.i32;
+    const a = this.i32, held = this.held;
+    let n: number, count: number, size: { width: number; height: number } | undefined;
     this.lock();
     try {
       const posted = Atomics.load(a, POSTED);
       if (Atomics.load(a, TAKEN) === posted) return undefined;
-      const rects: Rect[] = [];
-      for (let i = 0; i < a[COUNT]; i++) {
-        const o = RECTS + i * 4;
-        rects.push({ x: a[o], y: a[o + 1], w: a[o + 2], h: a[o + 3] });
-      }
-      const size = a[HAS_SIZE] ? { width: a[WIDTH], height: a[HEIGHT] } : undefined;
+      // Copied out as numbers; the objects are made once the vCPU may post again.
+      n = a[FRAME];
+      count = a[COUNT];
+      held.set(a.subarray(RECTS, RECTS + count * 4));
+      if (a[HAS_SIZE]) size = { width: a[WIDTH], height: a[HEIGHT] };
       Atomics.store(a, TAKEN, posted);
-      return size ? { n: a[FRAME], rects, size } : { n: a[FRAME], rects };
     } finally {
       this.unlock();
     }
+    const rects: Rect[] = [];
+    for (let o = 0; o < count * 4; o += 4) {
+      rects.push({ x: held[o], y: held[o + 1], w: held[o + 2], h: held[o + 3] });
+    }
+    return size ? { n, rects, size } : { n, rects };
   }
 
   /** Kernel: everything taken so far has been handled (wakes {@link waitTaken}). */
