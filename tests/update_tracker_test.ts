@@ -290,3 +290,44 @@ Deno.test("DisplayShadow: a pinned shadow never changes; damage goes to a copy, 
   assertEquals(new Uint32Array(second.bytes.buffer)[11], 0x123456);
   unpin2();
 });
+
+Deno.test("DisplayShadow: a guest reporting its whole screen in a tight loop is held to its CPU share, and nothing is lost", async () => {
+  const W2 = 1920, H2 = 1080;
+  const px = new Uint32Array(W2 * H2);
+  const fb = {
+    width: W2,
+    height: H2,
+    stride: W2 * 4,
+    format: XRGB8888,
+    bytes: new Uint8Array(px.buffer),
+  };
+  const said: string[] = [];
+  const shadow = new DisplayShadow({ cpuShare: 0.25, onThrottle: (m) => said.push(m) });
+  const t = new UpdateTracker();
+  shadow.add({
+    copyRect: false,
+    resized: (f) => t.reset(f.width, f.height),
+    moved: (dst, dy) => t.moved(dst, dy),
+    changed: (rects) => t.changed(rects),
+  });
+  shadow.resize(fb);
+  t.take();
+  // Two seconds of a hostile guest: every call reports the whole screen (and one pixel changes).
+  const start = performance.now();
+  for (let i = 0; performance.now() - start < 2000; i++) {
+    px[i % px.length] = i & 0xffffff;
+    shadow.damage([{ x: 0, y: 0, w: W2, h: H2 }]);
+  }
+  assert(shadow.throttled > 0, "never held back");
+  assertEquals(said.length, 1, said.join("\n"));
+  // Time spent comparing: the burst (250 ms) plus a quarter of the two seconds, not all of it.
+  const busy = shadow.busyMs;
+  assert(busy < 250 + 0.25 * 2000 + 100, `${busy.toFixed(0)} ms of 2000 spent taking damage`);
+  // The held damage is taken once the budget allows: the shadow ends up with the guest's pixels.
+  await new Promise((r) => setTimeout(r, 3000));
+  const got = new Uint32Array(shadow.fb!.bytes.buffer);
+  let bad = 0;
+  for (let i = 0; i < px.length; i++) if (got[i] !== px[i]) bad++;
+  assertEquals(bad, 0, "pixels the shadow did not take");
+  assert(t.pending, "the viewer was told of the changes");
+});

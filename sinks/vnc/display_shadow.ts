@@ -79,7 +79,28 @@ export interface DisplayShadowOptions {
    * (the check costs two passes over the area). Default 32768 (e.g. 1024 x 32).
    */
   readonly scrollMinArea?: number;
+  /**
+   * Share of one core that taking damage may use, on average over a second or
+   * so (default {@link DAMAGE_CPU_SHARE}); beyond it damage waits and merges.
+   */
+  readonly cpuShare?: number;
+  /** Told once each time the guest's damage starts to be held back. */
+  readonly onThrottle?: (msg: string) => void;
 }
+
+/**
+ * Taking damage is budgeted: a guest that reports its whole screen in a tight
+ * loop could otherwise keep the main thread, which every guest of `--all`
+ * shares, comparing pixels. Taking a 1080p frame costs 0.3 ms unchanged and
+ * 1.3 ms all changed, so a guest at 60 frames a second uses 2-8 % of a core,
+ * and one drawing as fast as it can (the desktop workload at 220 frames a
+ * second) under 30 %; past this share, damage is merged and taken once the
+ * budget allows (a timer only then).
+ */
+export const DAMAGE_CPU_SHARE = 0.5;
+
+/** Milliseconds of work the budget can save up (a burst of that much is taken at once). */
+const BUDGET_BURST_MS = 250;
 
 /** Damage rectangles with fewer rows than this are not checked for scrolls. */
 const SCROLL_MIN_ROWS = 16;
@@ -99,10 +120,21 @@ export class DisplayShadow {
   /** An unpinned old shadow, kept for the next copy on write. */
   private spare: ShadowFramebuffer | undefined;
   private readonly changedRects: Rect[] = [];
+  private readonly share: number;
+  /** Milliseconds of work the budget holds now, as of `budgetAt`. */
+  private budget = BUDGET_BURST_MS;
+  private budgetAt = performance.now();
+  /** Damage held back while over budget, and the timer that will take it. */
+  private held = Region.empty();
+  private heldTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Times damage was held back, and milliseconds spent taking it (for tests and statistics). */
+  throttled = 0;
+  busyMs = 0;
 
-  constructor(opts: DisplayShadowOptions = {}) {
+  constructor(private readonly opts: DisplayShadowOptions = {}) {
     this.tile = opts.tile ?? DEFAULT_TILE;
     this.scrollMinArea = opts.scrollMinArea ?? 32 * 1024;
+    this.share = opts.cpuShare ?? DAMAGE_CPU_SHARE;
   }
 
   /**
@@ -143,6 +175,9 @@ export class DisplayShadow {
     if (this.listeners.size === 0 && this.sub) {
       this.sub.unsubscribe();
       this.sub = undefined;
+      if (this.heldTimer !== undefined) clearTimeout(this.heldTimer);
+      this.heldTimer = undefined;
+      this.held = Region.empty();
       // No viewer: no frame kept (the next subscription starts with a resize).
       this.shadow = this.spare = this.live = undefined;
     }
@@ -157,6 +192,7 @@ export class DisplayShadow {
   /** A new framebuffer: the shadow takes all of it and every viewer needs all of it. */
   resize(fb: Framebuffer): void {
     this.live = fb;
+    this.held = Region.empty(); // the whole frame is taken now
     let s = this.shadow;
     if (!s?.fits(fb) || this.pins.has(s)) s = this.spareLike(fb) ?? ShadowFramebuffer.like(fb);
     s.copyFrom(fb, { x: 0, y: 0, w: fb.width, h: fb.height });
@@ -169,6 +205,41 @@ export class DisplayShadow {
   damage(rects: readonly Rect[]): void {
     const fb = this.live;
     if (!fb || !this.shadow?.fits(fb) || rects.length === 0) return;
+    const now = performance.now();
+    this.budget = Math.min(BUDGET_BURST_MS, this.budget + (now - this.budgetAt) * this.share);
+    this.budgetAt = now;
+    if (this.budget < 0 || this.heldTimer !== undefined) {
+      this.hold(rects);
+      return;
+    }
+    this.take(fb, rects);
+    const end = performance.now();
+    this.busyMs += end - now;
+    this.budget -= end - now; // (the budget refills over this time too, from budgetAt = now)
+  }
+
+  /** Merges `rects` into the held damage and makes sure a timer will take it. */
+  private hold(rects: readonly Rect[]): void {
+    this.held = this.held.union(Region.fromRects(rects));
+    if (this.heldTimer !== undefined) return;
+    this.throttled++;
+    if (this.throttled === 1 || this.throttled % 1000 === 0) {
+      this.opts.onThrottle?.(
+        `the guest's damage takes more than ${Math.round(this.share * 100)} % of a core; ` +
+          `held back and merged (${this.throttled} times so far)`,
+      );
+    }
+    const wait = Math.max(1, -this.budget / this.share);
+    this.heldTimer = setTimeout(() => {
+      this.heldTimer = undefined;
+      const held = this.held;
+      this.held = Region.empty();
+      if (!held.isEmpty()) this.damage(held.simplify({ maxRects: 16 }));
+    }, wait);
+  }
+
+  /** Compares `rects` of `fb` with the shadow, takes what changed and tells the viewers. */
+  private take(fb: Framebuffer, rects: readonly Rect[]): void {
     const shadow = this.writable();
     const changed = this.changedRects;
     const scroll = this.anyCopyRect();

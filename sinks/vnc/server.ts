@@ -40,7 +40,7 @@ export class VncServer {
   private readonly shadow: DisplayShadow;
 
   constructor(private readonly o: VncServerOptions) {
-    this.shadow = DisplayShadow.of(o.source.display$);
+    this.shadow = DisplayShadow.of(o.source.display$, { onThrottle: (m) => o.log.warn(m) });
   }
 
   /** Clients connected now. */
