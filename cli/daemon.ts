@@ -10,6 +10,7 @@ import { attach, type Guest } from "../sources/attach.ts";
 import type { Logger } from "../sources/log.ts";
 import type { Platform } from "../sources/platform.ts";
 import { type ServedSinks, serveSinks, type SinkSettings } from "./serve_guest.ts";
+import { DAMAGE_CPU_SHARE } from "../sinks/vnc/display_shadow.ts";
 
 /** A running daemon. */
 export interface Daemon {
@@ -47,6 +48,8 @@ export function runDaemon(platform: Platform, settings: SinkSettings, log: Logge
             vnc: settings.vnc === null ? null : undefined,
             toolstackKeys: true,
             publishPort: true,
+            // One process serves every guest: none may starve the others.
+            damageCpuShare: DAMAGE_CPU_SHARE,
           },
           dlog,
         );

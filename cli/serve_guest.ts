@@ -33,6 +33,8 @@ export interface SinkSettings {
   toolstackKeys?: boolean;
   /** Publish /local/domain/N/console/vnc-port (for `xl vncviewer`). */
   publishPort?: boolean;
+  /** Share of a core that taking this guest's damage may use (the daemon sets one). */
+  damageCpuShare?: number;
 }
 
 /** The sinks serving one guest. */
@@ -81,6 +83,7 @@ export async function serveSinks(
         share: s.share,
         name,
         log: log.child("vnc"),
+        damageCpuShare: s.damageCpuShare,
       });
       if (s.publishPort && vnc.port) {
         await publishVncPort(xs, domid, vnc.port).catch((e) =>

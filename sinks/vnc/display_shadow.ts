@@ -81,7 +81,9 @@ export interface DisplayShadowOptions {
   readonly scrollMinArea?: number;
   /**
    * Share of one core that taking damage may use, on average over a second or
-   * so (default {@link DAMAGE_CPU_SHARE}); beyond it damage waits and merges.
+   * so; beyond it damage waits and merges. Default: no limit (a process
+   * serving one guest, as a device model does). The `--all` daemon, which
+   * serves every guest in one process, uses {@link DAMAGE_CPU_SHARE}.
    */
   readonly cpuShare?: number;
   /** Told once each time the guest's damage starts to be held back. */
@@ -89,9 +91,9 @@ export interface DisplayShadowOptions {
 }
 
 /**
- * Taking damage is budgeted: a guest that reports its whole screen in a tight
- * loop could otherwise keep the main thread, which every guest of `--all`
- * shares, comparing pixels. Taking a 1080p frame costs 0.3 ms unchanged and
+ * The `--all` daemon's budget for taking a guest's damage: a guest that reports
+ * its whole screen in a tight loop could otherwise keep the main thread, which
+ * every guest of the daemon shares, comparing pixels. Taking a 1080p frame costs 0.3 ms unchanged and
  * 1.3 ms all changed, so a guest at 60 frames a second uses 2-8 % of a core,
  * and one drawing as fast as it can (the desktop workload at 220 frames a
  * second) under 30 %; past this share, damage is merged and taken once the
@@ -134,7 +136,7 @@ export class DisplayShadow {
   constructor(private readonly opts: DisplayShadowOptions = {}) {
     this.tile = opts.tile ?? DEFAULT_TILE;
     this.scrollMinArea = opts.scrollMinArea ?? 32 * 1024;
-    this.share = opts.cpuShare ?? DAMAGE_CPU_SHARE;
+    this.share = opts.cpuShare ?? Infinity;
   }
 
   /**
@@ -206,6 +208,11 @@ export class DisplayShadow {
     const fb = this.live;
     if (!fb || !this.shadow?.fits(fb) || rects.length === 0) return;
     const now = performance.now();
+    if (this.share === Infinity) {
+      this.take(fb, rects);
+      this.busyMs += performance.now() - now;
+      return;
+    }
     this.budget = Math.min(BUDGET_BURST_MS, this.budget + (now - this.budgetAt) * this.share);
     this.budgetAt = now;
     if (this.budget < 0 || this.heldTimer !== undefined) {

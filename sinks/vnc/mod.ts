@@ -46,6 +46,12 @@ export interface VncOptions {
   timeoutMs?: number;
   /** Serve no TCP port (clients come only through other transports, e.g. WebSocket). */
   noListen?: boolean;
+  /**
+   * Share of a core that taking the guest's damage may use (see `DisplayShadow`);
+   * default: no limit. A process serving many guests sets one, so that no guest
+   * starves the others.
+   */
+  damageCpuShare?: number;
 }
 
 /** A running VNC server. */
@@ -93,6 +99,7 @@ export async function serveVnc(source: DisplaySource, o: VncOptions): Promise<Vn
     log: o.log,
     share: o.share,
     timeoutMs: o.timeoutMs,
+    damageCpuShare: o.damageCpuShare,
     beforeAuth: (remote) => limiter.beforeAttempt(remote),
     afterAuth: (remote, ok) => ok ? limiter.succeeded(remote) : limiter.failed(remote),
   });

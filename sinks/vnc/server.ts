@@ -26,6 +26,8 @@ export interface VncServerOptions {
   beforeAuth?(remote: string): Promise<void>;
   afterAuth?(remote: string, ok: boolean): void;
   timeoutMs?: number;
+  /** Share of a core that taking the guest's damage may use (default: no limit). */
+  damageCpuShare?: number;
 }
 
 /**
@@ -40,7 +42,10 @@ export class VncServer {
   private readonly shadow: DisplayShadow;
 
   constructor(private readonly o: VncServerOptions) {
-    this.shadow = DisplayShadow.of(o.source.display$, { onThrottle: (m) => o.log.warn(m) });
+    this.shadow = DisplayShadow.of(o.source.display$, {
+      cpuShare: o.damageCpuShare,
+      onThrottle: (m) => o.log.warn(m),
+    });
   }
 
   /** Clients connected now. */
