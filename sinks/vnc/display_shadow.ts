@@ -91,13 +91,13 @@ export interface DisplayShadowOptions {
 }
 
 /**
- * The `--all` daemon's budget for taking a guest's damage: a guest that reports
- * its whole screen in a tight loop could otherwise keep the main thread, which
- * every guest of the daemon shares, comparing pixels. Taking a 1080p frame costs 0.3 ms unchanged and
- * 1.3 ms all changed, so a guest at 60 frames a second uses 2-8 % of a core,
- * and one drawing as fast as it can (the desktop workload at 220 frames a
- * second) under 30 %; past this share, damage is merged and taken once the
- * budget allows (a timer only then).
+ * The `--all` daemon's budget for taking a guest's damage: a guest that
+ * reports its whole screen in a tight loop could otherwise keep the main
+ * thread, which every guest of the daemon shares, comparing pixels. Taking a
+ * 1080p frame costs 0.3 ms unchanged and 1.3 ms all changed, so a guest at 60
+ * frames a second uses 2-8 % of a core, and one drawing as fast as it can (the
+ * desktop workload at 220 frames a second) under 30 %; past this share,
+ * damage is merged and taken once the budget allows (a timer only then).
  */
 export const DAMAGE_CPU_SHARE = 0.5;
 
