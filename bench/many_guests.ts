@@ -10,7 +10,7 @@
  * Prints `READY pid=PID ports=P1,P2,..` on stdout once every guest is
  * connected, drawing and listening; SIGTERM or SIGINT stops it.
  */
-import { parseFlags } from "@rxfb/flags";
+import { scriptFlags } from "./script.ts";
 import { attach, consoleLogger, type Guest, serveVnc, SimGuest, SimXen } from "../mod.ts";
 import type { VncService } from "../mod.ts";
 
@@ -23,25 +23,15 @@ const USAGE = `usage: deno run -A bench/many_guests.ts [OPTIONS]
   --rate FPS|max    frames a second each guest offers (default 30)
   --verbose         log the backend's info lines too (default: warnings and errors)`;
 
-let opts: Record<string, string | boolean | string[] | undefined>;
-try {
-  opts = parseFlags(Deno.args, {
-    guests: { type: "string" },
-    display: { type: "string" },
-    guest: { type: "string" },
-    size: { type: "string" },
-    rate: { type: "string" },
-    verbose: { type: "boolean" },
-    help: { type: "boolean", short: "h" },
-  });
-} catch (e) {
-  console.error(`${(e as Error).message}\n\n${USAGE}`);
-  Deno.exit(2);
-}
-if (opts.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const opts = scriptFlags(Deno.args, {
+  guests: { type: "string" },
+  display: { type: "string" },
+  guest: { type: "string" },
+  size: { type: "string" },
+  rate: { type: "string" },
+  verbose: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+}, USAGE);
 
 const N = Number(opts.guests ?? 50);
 const FIRST = Number(opts.display ?? 200);

@@ -19,8 +19,8 @@
  *   deno task bench -- --quick               # DUR=5 s a run
  *   deno run -A bench/peers.ts --help
  */
-import { parseFlags } from "@rxfb/flags";
 import { REPO, rigPaths } from "./rig.ts";
+import { portFree, scriptFlags } from "./script.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -50,35 +50,23 @@ const USAGE = `usage: deno task bench [-- OPTIONS]     (or: deno run -A bench/pe
 env: RXFB_PEERS_SHARED (the shared bench folder, default ../shared/bench beside the checkout),
      RXFB_PEERS_CACHE (the rig copy, default /var/tmp/rxfb-peers), PORT (5973), XDISP (73)`;
 
-let opts: Record<string, string | boolean | string[] | undefined>;
-try {
-  // `deno task bench -- --rows x` hands the "--" on: drop it
-  const args = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
-  opts = parseFlags(args, {
-    rows: { type: "string" },
-    quick: { type: "boolean" },
-    dur: { type: "string" },
-    warm: { type: "string" },
-    peers: { type: "string" },
-    noisy: { type: "string" },
-    wait: { type: "string" },
-    "no-rerun": { type: "boolean" },
-    micro: { type: "boolean" },
-    "no-micro": { type: "boolean" },
-    out: { type: "string" },
-    "keep-logs": { type: "boolean" },
-    list: { type: "boolean" },
-    from: { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
-} catch (e) {
-  console.error(`${(e as Error).message}\n\n${USAGE}`);
-  Deno.exit(2);
-}
-if (opts.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const opts = scriptFlags(Deno.args, {
+  rows: { type: "string" },
+  quick: { type: "boolean" },
+  dur: { type: "string" },
+  warm: { type: "string" },
+  peers: { type: "string" },
+  noisy: { type: "string" },
+  wait: { type: "string" },
+  "no-rerun": { type: "boolean" },
+  micro: { type: "boolean" },
+  "no-micro": { type: "boolean" },
+  out: { type: "string" },
+  "keep-logs": { type: "boolean" },
+  list: { type: "boolean" },
+  from: { type: "string" },
+  help: { type: "boolean", short: "h" },
+}, USAGE);
 
 const num = (v: unknown, dflt: number): number => {
   if (v === undefined || v === "") return dflt;
@@ -357,15 +345,6 @@ async function prepareRig(): Promise<string> {
 }
 
 // ---------------------------------------------------------------- running
-
-function portFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const STAMP = new Date().toISOString().replace(/[:.]/g, "").slice(0, 15); // 20261122T215600
 const LOGS = `${RESULTS}/logs/${STAMP}`;

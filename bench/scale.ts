@@ -17,8 +17,8 @@
  *   deno task bench:scale -- --soak 600          # the 10-minute soak of `clients`
  *   deno run -A bench/scale.ts --help
  */
-import { parseFlags } from "@rxfb/flags";
 import { REPO, rigPaths } from "./rig.ts";
+import { portFree, scriptFlags } from "./script.ts";
 
 // ---------------------------------------------------------------- options
 
@@ -45,37 +45,25 @@ const USAGE =
 
 env: RXFB_PEERS_CACHE (the rig copy that peers.ts builds, default /var/tmp/rxfb-peers)`;
 
-let opts: Record<string, string | boolean | string[] | undefined>;
-try {
-  // `deno task bench:scale -- --soak 600` hands the "--" on: drop it
-  const args = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
-  opts = parseFlags(args, {
-    scenario: { type: "string" },
-    clients: { type: "string" },
-    size: { type: "string" },
-    rate: { type: "string" },
-    guests: { type: "string" },
-    "guest-size": { type: "string" },
-    "guest-rate": { type: "string" },
-    workload: { type: "string" },
-    encoding: { type: "string" },
-    verify: { type: "string" },
-    dur: { type: "string" },
-    warm: { type: "string" },
-    soak: { type: "string" },
-    "soak-scenario": { type: "string" },
-    port: { type: "string" },
-    "guests-port": { type: "string" },
-    help: { type: "boolean", short: "h" },
-  });
-} catch (e) {
-  console.error(`${(e as Error).message}\n\n${USAGE}`);
-  Deno.exit(2);
-}
-if (opts.help) {
-  console.log(USAGE);
-  Deno.exit(0);
-}
+const opts = scriptFlags(Deno.args, {
+  scenario: { type: "string" },
+  clients: { type: "string" },
+  size: { type: "string" },
+  rate: { type: "string" },
+  guests: { type: "string" },
+  "guest-size": { type: "string" },
+  "guest-rate": { type: "string" },
+  workload: { type: "string" },
+  encoding: { type: "string" },
+  verify: { type: "string" },
+  dur: { type: "string" },
+  warm: { type: "string" },
+  soak: { type: "string" },
+  "soak-scenario": { type: "string" },
+  port: { type: "string" },
+  "guests-port": { type: "string" },
+  help: { type: "boolean", short: "h" },
+}, USAGE);
 
 function usageError(msg: string): never {
   console.error(`${msg}\n\n${USAGE}`);
@@ -214,15 +202,6 @@ function listening(port: number): boolean {
     }
   }
   return false;
-}
-
-function portFree(port: number): boolean {
-  try {
-    Deno.listen({ hostname: "127.0.0.1", port }).close();
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // ---------------------------------------------------------------- processes
