@@ -93,6 +93,19 @@ function follow(shadow: DisplayShadow, copyRect: boolean): UpdateTracker {
 /** The window that scrolled last (scrolls often repeat in one window). */
 let lastBand = { x: 0, w: W, top: 0, bottom: H };
 
+/**
+ * A guest full of noise (every row unique, so scrolls are found) and a
+ * shadow of it, taking every scroll, with one CopyRect viewer's tracker.
+ */
+function noisyGuest(seed: number) {
+  const g = guest();
+  const rnd = prng(seed);
+  for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
+  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
+  shadow.resize(g.fb);
+  return { g, rnd, shadow, t: follow(shadow, true) };
+}
+
 /** Random content, scrolled bands and changed blocks; returns the damage (sometimes late). */
 function drawSomething(g: { px: Uint32Array }, rnd: () => number): Rect[] {
   const damage: Rect[] = [];
@@ -201,12 +214,7 @@ Deno.test("DisplayShadow + UpdateTracker: viewers with their own pace and CopyRe
 });
 
 Deno.test("UpdateTracker: a scroll becomes one copy and the new rows", () => {
-  const g = guest();
-  const rnd = prng(4);
-  for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
-  shadow.resize(g.fb);
-  const t = follow(shadow, true);
+  const { g, rnd, shadow, t } = noisyGuest(4);
   t.take();
   // Up by 4 rows: new row y is old row y + 4; rows 76..79 are new.
   g.px.copyWithin(0, 4 * W);
@@ -218,12 +226,7 @@ Deno.test("UpdateTracker: a scroll becomes one copy and the new rows", () => {
 });
 
 Deno.test("UpdateTracker: a terminal that scrolled ten times since the last update is one copy and ten new lines", () => {
-  const g = guest();
-  const rnd = prng(5);
-  for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
-  shadow.resize(g.fb);
-  const t = follow(shadow, true);
+  const { g, rnd, shadow, t } = noisyGuest(5);
   const v = new Viewer();
   v.apply(t, shadow.fb!);
   for (let k = 0; k < 10; k++) {
@@ -239,12 +242,7 @@ Deno.test("UpdateTracker: a terminal that scrolled ten times since the last upda
 });
 
 Deno.test("UpdateTracker: a viewer that never asks keeps a bounded list of copies", () => {
-  const g = guest();
-  const rnd = prng(6);
-  for (let i = 0; i < g.px.length; i++) g.px[i] = (rnd() * 0xffffff) | 0;
-  const shadow = new DisplayShadow({ tile: 16, scrollMinArea: 0 });
-  shadow.resize(g.fb);
-  const t = follow(shadow, true);
+  const { g, rnd, shadow, t } = noisyGuest(6);
   const v = new Viewer();
   v.apply(t, shadow.fb!);
   // Two panes side by side scroll in turn: their copies cannot compose.
