@@ -13,6 +13,7 @@ import { bytesPerPixel, type PixelFormat } from "../../pipeline/pixel_format.ts"
 import type { Rect } from "../../pipeline/rect.ts";
 import { UseWindow } from "./bytes.ts";
 import type { EncodeOptions } from "./encoder.ts";
+import type { EncodePool } from "./encode_pool.ts";
 
 /** A framebuffer in shared memory, as it crosses to a worker. */
 export interface SharedFramebuffer {
@@ -92,4 +93,34 @@ export class SharedStage {
       ? { sab: this.sab, width: fb.width, height: r.y + r.h, stride, format: fb.format }
       : { sab: this.sab, width: r.w, height: r.h, stride, format: fb.format };
   }
+}
+
+/**
+ * Runs a job per band of `r` on `pool`: bands of whole `unit`-row strips,
+ * about one per worker, over `r`'s pixels copied once into a stage taken
+ * from `stages` (and given back when every band is done). With `inPlace` the
+ * bands are in `fb`'s coordinates (for encoders that write screen
+ * coordinates), else relative to `r`. Resolves with each band and its
+ * result, in order.
+ */
+export function runBands<T>(
+  pool: EncodePool,
+  stages: SharedStage[],
+  fb: Framebuffer,
+  r: Rect,
+  unit: number,
+  inPlace: boolean,
+  jobOf: (staged: SharedFramebuffer, band: Rect) => EncodeJob,
+): Promise<{ band: Rect; result: T }[]> {
+  const stage = stages.pop() ?? new SharedStage();
+  const staged = stage.copy(fb, r, inPlace);
+  const rows = Math.max(unit, Math.ceil(r.h / pool.size / unit) * unit);
+  const x = inPlace ? r.x : 0, y0 = inPlace ? r.y : 0;
+  const bands: Rect[] = [];
+  for (let y = y0; y < y0 + r.h; y += rows) {
+    bands.push({ x, y, w: r.w, h: Math.min(rows, y0 + r.h - y) });
+  }
+  return Promise.all(bands.map((band) => pool.run<T>(jobOf(staged, band))))
+    .then((results) => results.map((result, i) => ({ band: bands[i], result })))
+    .finally(() => stages.push(stage));
 }

@@ -80,7 +80,7 @@ import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
 import { ByteWriter, rectHeader } from "../bytes.ts";
 import { createDeflate, type DeflateStream, zlibBackend, type ZlibOptions } from "../zlib.ts";
 import type { EncodePool } from "../encode_pool.ts";
-import { SharedStage, type TightBand } from "../encode_jobs.ts";
+import { runBands, type SharedStage, type TightBand } from "../encode_jobs.ts";
 import { StorePolicy } from "./store_policy.ts";
 import { encode as encodePng } from "fast-png";
 import jpegJs from "jpeg-js";
@@ -709,24 +709,22 @@ class TightBase implements RectEncoder {
     pool: EncodePool,
   ): Promise<number> {
     if (r.w <= 0 || r.h <= 0) return Promise.resolve(0);
-    const stage = this.stages.pop() ?? new SharedStage();
-    const staged = stage.copy(fb, r, true);
-    const rows = Math.max(16, Math.ceil(r.h / pool.size / 16) * 16);
-    const jobs: Promise<TightBand>[] = [];
-    for (let y = r.y; y < r.y + r.h; y += rows) {
-      const rect = { x: r.x, y, w: r.w, h: Math.min(rows, r.y + r.h - y) };
-      const job = { kind: "tight" as const, encoding: this.encoding, fb: staged, rect, opts };
-      jobs.push(pool.run<TightBand>(job));
-    }
-    return Promise.all(jobs).then((bands) => {
+    const encoding = this.encoding;
+    return runBands<TightBand>(pool, this.stages, fb, r, 16, true, (staged, rect) => ({
+      kind: "tight",
+      encoding,
+      fb: staged,
+      rect,
+      opts,
+    })).then((bands) => {
       let n = 0;
-      for (const b of bands) {
+      for (const { result: b } of bands) {
         out.bytes(b.data);
         n += b.rects;
       }
       this.forgetStreams();
       return n;
-    }).finally(() => this.stages.push(stage));
+    });
   }
 
   encode(fb: Framebuffer, r: Rect, opts: EncodeOptions, out: ByteWriter): number {

@@ -22,7 +22,7 @@ import { type ByteWriter, rectHeader, UseWindow } from "../bytes.ts";
 import { type EncodeOptions, Encoding, type RectEncoder } from "../encoder.ts";
 import { createDeflate, type DeflateStrategy, type DeflateStream } from "../zlib.ts";
 import type { EncodePool } from "../encode_pool.ts";
-import { SharedStage, type ZrleBand } from "../encode_jobs.ts";
+import { runBands, type SharedStage, type ZrleBand } from "../encode_jobs.ts";
 import { ClientPixels } from "./raw.ts";
 import { StorePolicy } from "./store_policy.ts";
 
@@ -136,20 +136,17 @@ export class ZRLEEncoder implements RectEncoder {
     if (r.w <= 0 || r.h <= 0) return Promise.resolve(0);
     const level = this.levelFor(opts);
     const store = level <= STORE_MAX_LEVEL && this.storeRaw();
-    const stage = this.stages.pop() ?? new SharedStage();
-    const staged = stage.copy(fb, r);
-    const rows = Math.max(TILE, Math.ceil(r.h / pool.size / TILE) * TILE);
-    const jobs: Promise<ZrleBand>[] = [];
-    for (let y = 0; y < r.h; y += rows) {
-      const band = { x: 0, y, w: r.w, h: Math.min(rows, r.h - y) };
-      jobs.push(
-        pool.run<ZrleBand>({ kind: "zrle", fb: staged, rect: band, pf: opts.pf, level, store }),
-      );
-    }
-    return Promise.all(jobs).then((bands) => {
-      for (const [i, b] of bands.entries()) {
-        const y = r.y + i * rows;
-        rectHeader(out, r.x, y, r.w, Math.min(rows, r.y + r.h - y), Encoding.ZRLE);
+    const pf = opts.pf;
+    return runBands<ZrleBand>(pool, this.stages, fb, r, TILE, false, (staged, rect) => ({
+      kind: "zrle",
+      fb: staged,
+      rect,
+      pf,
+      level,
+      store,
+    })).then((bands) => {
+      for (const { band, result: b } of bands) {
+        rectHeader(out, r.x, r.y + band.y, r.w, band.h, Encoding.ZRLE);
         const lenAt = out.length;
         out.u32(0);
         out.patchU32(lenAt, this.header(out) + b.data.length);
@@ -158,7 +155,7 @@ export class ZRLEEncoder implements RectEncoder {
       }
       this.z?.reset();
       return bands.length;
-    }).finally(() => this.stages.push(stage));
+    });
   }
 
   /**
