@@ -5,6 +5,7 @@ import { memoryLogger } from "../sources/log.ts";
 import { SimGuest } from "../sources/sim/guest.ts";
 import { SimXen } from "../sources/sim/platform.ts";
 import { waitFor } from "./helpers.ts";
+import { RfbClient } from "./client_rfb.ts";
 
 const settings: SinkSettings = {
   vncUnused: true,
@@ -90,6 +91,80 @@ Deno.test("daemon (--all): guests are served as they come and detached as they g
     assert(logger.lines.some((l) => l.includes("dom61: detached")), logger.lines.join("\n"));
     assert(logger.lines.some((l) => l.includes("dom63") && l.includes("VNC server on")));
   } finally {
+    await daemon.close();
+    for (const g of guests) await g.stop();
+  }
+});
+
+Deno.test("daemon (--all): a guest reporting its whole screen in a tight loop is held to its CPU share; the others are served", async () => {
+  const xen = new SimXen();
+  const logger = memoryLogger();
+  const daemon = runDaemon(xen.platform(), settings, logger);
+  const guests: SimGuest[] = [];
+  const clients: RfbClient[] = [];
+  let stop = false;
+  let flood: Promise<void> = Promise.resolve();
+  try {
+    for (const [domid, w, h] of [[71, 1920, 1080], [72, 160, 100]]) {
+      const g = await SimGuest.create(xen, domid, { program: "none", width: w, height: h });
+      guests.push(g);
+      await g.boot();
+    }
+    await waitFor(
+      () => daemon.sinks(71)?.vnc !== undefined && daemon.sinks(72)?.vnc !== undefined,
+      "both served",
+    );
+    await waitFor(() => guests.every((g) => g.fbfront!.isConnected), "frontends connected");
+    // A viewer on each: the server takes a guest's damage only while someone watches.
+    for (const domid of [71, 72]) {
+      const c = await RfbClient.connect(daemon.sinks(domid)!.vnc!.port, 10_000);
+      clients.push(c);
+      await c.handshake();
+      await c.setEncodings([0]);
+      c.request(false);
+      await c.update();
+    }
+    // Domain 71 changes a pixel of every 32x32 tile (so every tile is compared and copied)
+    // and reports its whole screen, over and over.
+    const fb = guests[0].fbfront!.fb;
+    const px = new Uint32Array(fb.sab, fb.byteOffset, fb.width * fb.height);
+    const whole = [{ x: 0, y: 0, w: fb.width, h: fb.height }];
+    let rounds = 0;
+    flood = (async () => {
+      for (let i = 1; !stop; i++, rounds++) {
+        for (let y = 0; y < fb.height; y += 32) {
+          for (let x = 0; x < fb.width; x += 32) px[y * fb.width + x] = i & 0xffffff;
+        }
+        guests[0].fbfront!.damage(whole);
+        await new Promise((r) => setTimeout(r, 0));
+      }
+    })();
+    await waitFor(
+      () => logger.lines.some((l) => l.includes("dom71") && l.includes("held back")),
+      "dom71's damage held back",
+      20_000,
+    ).catch((e) => {
+      throw new Error(`${e.message} (${rounds} rounds)\n${logger.lines.join("\n")}`);
+    });
+    // Domain 72 is still served: a change there reaches its viewer.
+    const fb2 = guests[1].fbfront!.fb;
+    new Uint32Array(fb2.sab, fb2.byteOffset, fb2.width * fb2.height).fill(0x00ff00);
+    guests[1].fbfront!.damage([{ x: 0, y: 0, w: fb2.width, h: fb2.height }]);
+    const c72 = clients[1];
+    // (ServerInit's format is the guest's: 0x00RRGGBB.)
+    for (let n = 0; c72.fb[0] !== 0x00ff00; n++) {
+      assert(n < 50, "dom72's change never arrived");
+      c72.request(true);
+      await c72.update();
+    }
+    assert(
+      !logger.lines.some((l) => l.includes("dom72") && l.includes("held back")),
+      "the quiet guest was held back too",
+    );
+  } finally {
+    stop = true;
+    await flood;
+    for (const c of clients) c.close();
     await daemon.close();
     for (const g of guests) await g.stop();
   }
