@@ -669,7 +669,7 @@ export class RfbConnection {
   /** True when the encoding workers are up (started on first call; not waited for). */
   private workers(): boolean {
     if (this.closedReason !== undefined) return false;
-    this.pool ??= EncodePool.acquire();
+    this.pool ??= EncodePool.acquire({ log: this.o.log });
     return this.pool?.ready ?? false;
   }
 }

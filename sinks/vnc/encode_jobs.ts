@@ -1,10 +1,12 @@
 /**
  * Encoding jobs that run in workers (see `encode_pool.ts`): what is sent to a
- * worker, what comes back, and the worker's side of it. Pixels travel in
- * shared memory: the connection copies the rectangle once into a
+ * worker, what comes back, and how a rectangle is cut into them. Pixels
+ * travel in shared memory: the connection copies the rectangle once into a
  * {@link SharedStage} (the shadow it encodes from keeps changing while the
  * workers run), and every worker reads its band there. The workers' side is
- * `encode_worker.ts`.
+ * `encode_worker.ts`, running the pool's `JobRunner` (which the pool also
+ * runs on the main thread for the jobs of a worker that failed: the staged
+ * pixels are still there, so the result is the same).
  *
  * @module
  */
@@ -114,7 +116,7 @@ export function runBands<T>(
 ): Promise<{ band: Rect; result: T }[]> {
   const stage = stages.pop() ?? new SharedStage();
   const staged = stage.copy(fb, r, inPlace);
-  const rows = Math.max(unit, Math.ceil(r.h / pool.size / unit) * unit);
+  const rows = Math.max(unit, Math.ceil(r.h / Math.max(1, pool.size) / unit) * unit);
   const x = inPlace ? r.x : 0, y0 = inPlace ? r.y : 0;
   const bands: Rect[] = [];
   for (let y = y0; y < y0 + r.h; y += rows) {
