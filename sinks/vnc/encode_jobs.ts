@@ -122,7 +122,13 @@ export function runBands<T>(
   for (let y = y0; y < y0 + r.h; y += rows) {
     bands.push({ x, y, w: r.w, h: Math.min(rows, y0 + r.h - y) });
   }
-  return Promise.all(bands.map((band) => pool.run<T>(jobOf(staged, band))))
-    .then((results) => results.map((result, i) => ({ band: bands[i], result })))
-    .finally(() => stages.push(stage));
+  // The stage goes back once every band is done with it, even when one failed early.
+  return Promise.allSettled(bands.map((band) => pool.run<T>(jobOf(staged, band))))
+    .then((settled) => {
+      stages.push(stage);
+      return settled.map((s, i) => {
+        if (s.status === "rejected") throw s.reason;
+        return { band: bands[i], result: s.value };
+      });
+    });
 }
