@@ -198,3 +198,19 @@ Deno.test("encode pool: workers that crash on every start are given up after a f
     }
   });
 });
+
+Deno.test("encode pool: a staging buffer left unused lets its memory go", async () => {
+  const idle = new SharedStage(10);
+  const fb: Framebuffer = {
+    width: 512,
+    height: 512,
+    stride: 2048,
+    format: XRGB8888,
+    bytes: new Uint8Array(2048 * 512),
+  };
+  idle.copy(fb, { x: 0, y: 0, w: 512, h: 512 });
+  assertEquals(idle.byteLength, 512 * 512 * 4);
+  await waitFor(() => idle.byteLength === 0, "the stage's memory let go");
+  idle.copy(fb, { x: 0, y: 0, w: 16, h: 16 });
+  assert(idle.byteLength > 0, "taken again when used again");
+});

@@ -66,10 +66,28 @@ export interface TightBand {
 
 export type EncodeJob = ZrleJob | TightJob;
 
-/** A reusable piece of shared memory holding one rectangle copied out of a framebuffer. */
+/** A stage unused for this long lets its memory go (the next rectangle it takes allocates anew). */
+export const STAGE_IDLE_MS = 30_000;
+
+/**
+ * A reusable piece of shared memory holding one rectangle copied out of a
+ * framebuffer. It shrinks when it has been far larger than its rectangles
+ * for a while ({@link UseWindow}), and lets its memory go when it has not
+ * been used for `idleMs` (a viewer that gets no more large rectangles does
+ * not keep a full screen's worth until it disconnects).
+ */
 export class SharedStage {
   private sab: SharedArrayBuffer | undefined;
   private readonly uses = new UseWindow();
+  private lastUse = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(private readonly idleMs = STAGE_IDLE_MS) {}
+
+  /** Bytes of shared memory held. */
+  get byteLength(): number {
+    return this.sab?.byteLength ?? 0;
+  }
 
   /**
    * Copies `r` of `fb` into shared memory, valid until the next copy: as a
@@ -86,6 +104,8 @@ export class SharedStage {
     if (this.sab === undefined || this.sab.byteLength < need) {
       this.sab = new SharedArrayBuffer(Math.max(need, 64 * 1024));
     } else if (trimTo) this.sab = new SharedArrayBuffer(trimTo);
+    this.lastUse = performance.now();
+    this.watch(this.idleMs);
     const dst = new Uint8Array(this.sab, 0, need);
     for (let y = 0; y < r.h; y++) {
       const s = (r.y + y) * fb.stride + r.x * bpp;
@@ -94,6 +114,23 @@ export class SharedStage {
     return inPlace
       ? { sab: this.sab, width: fb.width, height: r.y + r.h, stride, format: fb.format }
       : { sab: this.sab, width: r.w, height: r.h, stride, format: fb.format };
+  }
+
+  /**
+   * Lets the memory go once the stage has been idle for `idleMs` (a timer
+   * that does not keep the process alive; jobs still reading the memory keep
+   * it until they are done).
+   */
+  private watch(ms: number) {
+    if (this.timer !== undefined) return;
+    const timer = setTimeout(() => {
+      this.timer = undefined;
+      const idle = performance.now() - this.lastUse;
+      if (idle < this.idleMs) return this.watch(this.idleMs - idle);
+      this.sab = undefined;
+    }, ms);
+    Deno.unrefTimer(timer);
+    this.timer = timer;
   }
 }
 
