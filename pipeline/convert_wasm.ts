@@ -32,6 +32,7 @@ import type { Framebuffer } from "./framebuffer.ts";
 import type { PixelFormat } from "./pixel_format.ts";
 import type { Rect } from "./rect.ts";
 import { KERNEL_RELAXED, KERNEL_SIMD } from "./wasm/convert_kernel.ts";
+import { instantiate, memoryView } from "./wasm/instantiate.ts";
 
 /** Which build of the kernel: relaxed SIMD (faster) or plain SIMD. */
 export type KernelBuild = "relaxed" | "simd";
@@ -192,13 +193,6 @@ function permutation(chans: Channel[], shifts: number[], d: PixelFormat): Uint8A
 // ---------------------------------------------------------------------------
 // The converter
 
-function decode(b64: string): Uint8Array<ArrayBuffer> {
-  const s = atob(b64);
-  const b = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) b[i] = s.charCodeAt(i);
-  return b;
-}
-
 /** Converts through one build of the kernel; see the module documentation. */
 export class WasmConverter {
   readonly #k: Kernel;
@@ -212,11 +206,8 @@ export class WasmConverter {
 
   /** The converter for a build, or undefined where WebAssembly cannot run it. */
   static load(build: KernelBuild): WasmConverter | undefined {
-    if (typeof WebAssembly !== "object") return undefined;
-    const bytes = decode(build === "relaxed" ? KERNEL_RELAXED : KERNEL_SIMD);
-    if (!WebAssembly.validate(bytes)) return undefined;
-    const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes));
-    return new WasmConverter(instance.exports as unknown as Kernel);
+    const k = instantiate<Kernel>(build === "relaxed" ? KERNEL_RELAXED : KERNEL_SIMD);
+    return k && new WasmConverter(k);
   }
 
   #plan(s: PixelFormat, d: PixelFormat): Plan | undefined {
@@ -282,10 +273,7 @@ export class WasmConverter {
 
   /** The memory as bytes, grown to at least `size`. */
   #memory(size: number): Uint8Array {
-    const m = this.#k.memory;
-    if (m.buffer.byteLength < size) m.grow(Math.ceil((size - m.buffer.byteLength) / 65536));
-    if (this.#view.buffer !== m.buffer) this.#view = new Uint8Array(m.buffer);
-    return this.#view;
+    return this.#view = memoryView(this.#k.memory, size, this.#view);
   }
 }
 
