@@ -1,17 +1,15 @@
 import { assertStrictEquals } from "@rxfb/assert";
-import { assemble, generate } from "../pipeline/wasm/build.ts";
+import { assemble, generate, source } from "../pipeline/wasm/build.ts";
 
 const dir = new URL("../pipeline/wasm/", import.meta.url);
 
 Deno.test("convert_kernel.ts holds what convert_kernel.wat assembles to (`deno task wasm`)", async () => {
   const committed = await Deno.readTextFile(new URL("convert_kernel.ts", dir));
-  assertStrictEquals(committed, await generate());
+  assertStrictEquals(committed, await generate("convert_kernel"));
 });
 
 Deno.test("both kernel builds validate; the plain one has no relaxed-SIMD opcode", async () => {
-  const { relaxed, simd } = await assemble(
-    await Deno.readTextFile(new URL("convert_kernel.wat", dir)),
-  );
+  const { relaxed, simd } = await assemble(await source("convert_kernel"));
   assertStrictEquals(WebAssembly.validate(relaxed), true);
   assertStrictEquals(WebAssembly.validate(simd), true);
   // Relaxed SIMD opcodes are 0xfd 0x100..0x12f (LEB128: 0x80..0xaf, 0x02).
