@@ -82,6 +82,7 @@ import { createDeflate, type DeflateStream, zlibBackend, type ZlibOptions } from
 import type { EncodePool } from "../encode_pool.ts";
 import { runBands, type SharedStage, type TightBand } from "../encode_jobs.ts";
 import { StorePolicy } from "./store_policy.ts";
+import { wasmGradient } from "./gradient_wasm.ts";
 import { encode as encodePng } from "fast-png";
 import jpegJs from "jpeg-js";
 
@@ -1056,12 +1057,26 @@ function writeData(out: ByteWriter, data: Uint8Array, z: Uint8Array | undefined)
 }
 
 /**
- * The gradient filter's data for `w` x `h` 32 bpp pixels whose R, G, B bytes
- * are at offsets `at`: per pixel and channel, `(value - clamp(left + above -
- * above-left, 0, 255)) & 255`, neighbours outside the rectangle being 0.
- * Writes `w * h * 3` bytes to `dst`; returns how many of them are zero.
+ * The gradient filter's data for `w` x `h` 32 bpp pixels packed in `px` (rows
+ * `4 * w` bytes apart) whose R, G, B bytes are at offsets `at`: per pixel and
+ * channel, `(value - clamp(left + above - above-left, 0, 255)) & 255`,
+ * neighbours outside the rectangle being 0. Writes `w * h * 3` bytes to `dst`;
+ * returns how many of them are zero. Through WebAssembly SIMD where the runtime
+ * has it (`gradient_wasm.ts`), else {@link gradientDifferencesJs}.
  */
 export function gradientDifferences(
+  px: Uint8Array,
+  w: number,
+  h: number,
+  at: readonly [number, number, number],
+  dst: Uint8Array,
+): number {
+  return wasmGradient()?.differences(px, w, h, at, dst) ??
+    gradientDifferencesJs(px, w, h, at, dst);
+}
+
+/** {@link gradientDifferences} in JavaScript: the reference, and the fallback. */
+export function gradientDifferencesJs(
   px: Uint8Array,
   w: number,
   h: number,
