@@ -15,6 +15,7 @@ import { convertPixels } from "../../pipeline/convert_pixels.ts";
 import { pvFormat, XRGB8888 } from "../../pipeline/pixel_format.ts";
 import { mapShmFile, type ShmMapping } from "./shm.ts";
 import { FrameMailbox } from "./frame_mailbox.ts";
+import { nameThisThread } from "../thread_name.ts";
 
 /** Messages to the worker. */
 export type ToWorker =
@@ -131,6 +132,7 @@ self.onmessage = async (e: MessageEvent<ToWorker>) => {
   const m = e.data;
   try {
     if (m.type === "start") {
+      nameThisThread(`guest-dom${m.domid}`);
       const loaded = await loadProgram(m.program, m.width, m.height, {
         domid: m.domid,
         title: m.title,
