@@ -9,7 +9,9 @@
  */
 import type { EncodeJob } from "./encode_jobs.ts";
 import { JobRunner } from "./encode_pool.ts";
+import { nameThisThread } from "../../sources/thread_name.ts";
 
+nameThisThread("vnc-encode");
 const runner = new JobRunner();
 
 self.onmessage = (e: MessageEvent<{ id: number; job: EncodeJob }>) => {
