@@ -56,6 +56,37 @@ export interface ScrollOptions {
   readonly minRows?: number;
   /** Pixels sampled per row for its signature. Default 48. */
   readonly samples?: number;
+  /**
+   * Signatures kept from call to call: the new frame's signatures of this
+   * call stand for the previous frame's in the next call on the same area,
+   * which saves reading the previous frame. For a caller whose `prev` is
+   * brought up to `next` after each call (a shadow framebuffer). Signatures
+   * that no longer match `prev` cost a missed scroll now and then, never a
+   * wrong answer (the shift is checked exactly).
+   */
+  readonly memo?: SignatureMemo;
+}
+
+/** See {@link ScrollOptions.memo}. */
+export class SignatureMemo {
+  private key = "";
+  private sig: Int32Array | undefined;
+
+  /** The signatures kept for `key`, if any. */
+  get(key: string): Int32Array | undefined {
+    return key === this.key ? this.sig : undefined;
+  }
+
+  set(key: string, sig: Int32Array): void {
+    this.key = key;
+    this.sig = sig;
+  }
+
+  /** Forgets them (the previous frame was replaced). */
+  clear(): void {
+    this.key = "";
+    this.sig = undefined;
+  }
 }
 
 /**
@@ -84,9 +115,10 @@ export function detectVerticalScroll(
 
   const bpp = bytesPerPixel(next.format);
   const samples = Math.max(1, Math.min(w, opts.samples ?? 48));
-  const step = Math.floor(w / samples);
-  const sigPrev = signatures(prev, x0, y0, y1, bpp, samples, step);
-  const sigNext = signatures(next, x0, y0, y1, bpp, samples, step);
+  const key = `${x0},${y0},${w},${h},${samples},${bpp},${next.stride}`;
+  const sigPrev = opts.memo?.get(key) ?? signatures(prev, x0, w, y0, y1, bpp, samples);
+  const sigNext = signatures(next, x0, w, y0, y1, bpp, samples);
+  opts.memo?.set(key, sigNext);
 
   // Rows of prev by signature; -1 marks a signature seen on more than one row.
   const rowOf = new Map<number, number>();
@@ -120,10 +152,18 @@ export function detectVerticalScroll(
   const from = Math.max(y0, y0 - dy), to = Math.min(y1, y1 - dy);
   const n = w * bpp;
   const cmp = new SpanComparer(next.bytes, prev.bytes);
+  // Whole rows lie back to back: a block of rows is compared in one call first, and row by row
+  // only when it differs (one call per row costs more than the comparing, at 1080p).
+  const whole = x0 === 0 && n === next.stride && next.stride === prev.stride;
+  let equalUntil = from; // rows [.., equalUntil) are known equal
   let runStart = -1, runChanged = 0, bestStart = 0, bestLen = 0, bestChanged = 0;
   for (let y = from; y <= to; y++) {
-    const equal = y < to &&
-      cmp.equal(y * next.stride + x0 * bpp, (y + dy) * prev.stride + x0 * bpp, n);
+    if (whole && y >= equalUntil && y < to) {
+      const rows = Math.min(BLOCK_ROWS, to - y);
+      if (cmp.equal(y * next.stride, (y + dy) * prev.stride, rows * n)) equalUntil = y + rows;
+    }
+    const equal = y < to && (y < equalUntil ||
+      cmp.equal(y * next.stride + x0 * bpp, (y + dy) * prev.stride + x0 * bpp, n));
     if (equal) {
       if (runStart < 0) {
         runStart = y;
@@ -143,34 +183,50 @@ export function detectVerticalScroll(
   return { dy, y0: bestStart, y1: bestStart + bestLen };
 }
 
-/** A hash per row of `samples` pixels `step` apart, from column x0 + step / 2. */
+/** Rows of a block compared in one call by the exact check (see detectVerticalScroll). */
+const BLOCK_ROWS = 64;
+
+/** Neighbouring pixels a signature takes together (they share a cache line). */
+const RUN = 4;
+
+/**
+ * A hash per row of about `samples` pixels of columns `[x0, x0 + w)`: runs of
+ * {@link RUN} neighbouring pixels spread evenly over the width. (Reading a
+ * frame's rows is what costs, one cache line per run, not the hashing.)
+ */
 function signatures(
   fb: Framebuffer,
   x0: number,
+  w: number,
   y0: number,
   y1: number,
   bpp: number,
   samples: number,
-  step: number,
 ): Int32Array {
   const out = new Int32Array(y1 - y0);
   const b = fb.bytes;
-  const first = x0 + (step >> 1);
+  const run = Math.min(RUN, samples);
+  const runs = Math.max(1, Math.floor(samples / run));
+  const step = Math.floor(w / runs);
+  const first = x0 + ((step - run) >> 1);
   const aligned = bpp === 4 && (b.byteOffset & 3) === 0 && (fb.stride & 3) === 0;
   const words = aligned ? new Int32Array(b.buffer, b.byteOffset, b.length >> 2) : undefined;
   for (let y = y0; y < y1; y++) {
     let hsh = 0x811c9dc5 | 0;
     if (words) {
-      let i = (y * fb.stride >> 2) + first;
-      for (let k = 0; k < samples; k++, i += step) {
-        hsh = Math.imul(hsh ^ words[i], 0x01000193);
-        hsh ^= hsh >>> 15;
+      const row = (y * fb.stride) >> 2;
+      for (let k = 0, x = first; k < runs; k++, x += step) {
+        for (let i = row + x, e = i + run; i < e; i++) {
+          hsh = Math.imul(hsh ^ words[i], 0x01000193);
+          hsh ^= hsh >>> 15;
+        }
       }
     } else {
-      let o = y * fb.stride + first * bpp;
-      for (let k = 0; k < samples; k++, o += step * bpp) {
-        for (let c = 0; c < bpp; c++) hsh = Math.imul(hsh ^ b[o + c], 0x01000193);
-        hsh ^= hsh >>> 15;
+      for (let k = 0, x = first; k < runs; k++, x += step) {
+        for (let o = y * fb.stride + x * bpp, e = o + run * bpp; o < e; o += bpp) {
+          for (let c = 0; c < bpp; c++) hsh = Math.imul(hsh ^ b[o + c], 0x01000193);
+          hsh ^= hsh >>> 15;
+        }
       }
     }
     out[y - y0] = hsh;

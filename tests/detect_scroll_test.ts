@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "@rxfb/assert";
-import { detectVerticalScroll } from "../pipeline/detect_scroll.ts";
+import { detectVerticalScroll, SignatureMemo } from "../pipeline/detect_scroll.ts";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
 import { bytesEqual } from "../pipeline/memcmp.ts";
 import { bytesPerPixel, type PixelFormat, RGB565, XRGB8888 } from "../pipeline/pixel_format.ts";
@@ -182,4 +182,40 @@ Deno.test("detectVerticalScroll: whatever it answers is exact (low-entropy pictu
       assertExact(prev, next, 0, w, s);
     }
   }
+});
+
+Deno.test("detectVerticalScroll: with a SignatureMemo, a frame's signatures stand for the next call's previous frame; stale ones cost a scroll, never exactness", () => {
+  const w = 640, h = 400;
+  const px = new Uint32Array(w * h);
+  const prog = createWorkload("scroll", w, h);
+  const frame = (n: number): Framebuffer => {
+    prog.drawFrame({ px, width: w, height: h, strideWords: w }, n, n * 1000);
+    const bytes = new Uint8Array(px.slice().buffer);
+    return { width: w, height: h, stride: w * 4, format: XRGB8888, bytes };
+  };
+  const area = { x: 0, y: 0, w, h };
+  const memo = new SignatureMemo();
+  let prev = frame(0);
+  for (let n = 1; n <= 6; n++) {
+    const next = frame(n);
+    assertEquals(detectVerticalScroll(prev, next, area, { memo }), { dy: 16, y0: 16, y1: 384 });
+    prev = next;
+  }
+  // Noise scrolled by 24 rows is found without a memo ...
+  const noise: Framebuffer = { ...prev, bytes: new Uint8Array(prev.bytes.length) };
+  const rnd = prng(7);
+  for (let i = 0; i < noise.bytes.length; i++) noise.bytes[i] = rnd() * 256;
+  const moved = scroll(noise, 0, w, 0, h - 24, 24);
+  assertEquals(detectVerticalScroll(noise, moved, area)?.dy, 24);
+  // ... but not when the memo says the previous frame is the terminal's last one (the caller
+  // replaced it unseen): the stale signatures cost that scroll, and nothing else.
+  assertEquals(detectVerticalScroll(noise, moved, area, { memo }), undefined);
+  // The memo now holds `moved`'s signatures, which are true for the next call.
+  const moved2 = scroll(moved, 0, w, 0, h - 24, 24);
+  const s2 = detectVerticalScroll(moved, moved2, area, { memo });
+  assert(s2 && s2.dy === 24, JSON.stringify(s2));
+  assertExact(moved, moved2, 0, w, s2);
+  // A memo forgotten is a memo not used.
+  memo.clear();
+  assertEquals(detectVerticalScroll(noise, moved, area, { memo })?.dy, 24);
 });

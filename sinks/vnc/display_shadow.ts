@@ -44,7 +44,7 @@
  */
 import type { Observable, Subscription } from "rxjs";
 import { DEFAULT_TILE, ShadowFramebuffer } from "../../pipeline/compare_tiles.ts";
-import { detectVerticalScroll } from "../../pipeline/detect_scroll.ts";
+import { detectVerticalScroll, SignatureMemo } from "../../pipeline/detect_scroll.ts";
 import type { DisplayEvent } from "../../pipeline/events.ts";
 import type { Framebuffer } from "../../pipeline/framebuffer.ts";
 import type { Rect } from "../../pipeline/rect.ts";
@@ -117,6 +117,8 @@ export class DisplayShadow {
   /** The guest's framebuffer, from its last resize. */
   private live: Framebuffer | undefined;
   private shadow: ShadowFramebuffer | undefined;
+  /** The rows' signatures of the last scroll check: the shadow's, once it took that frame. */
+  private readonly scrollMemo = new SignatureMemo();
   /** Pins per shadow (the current one and older ones still being written). */
   private readonly pins = new Map<ShadowFramebuffer, number>();
   /** An unpinned old shadow, kept for the next copy on write. */
@@ -182,6 +184,7 @@ export class DisplayShadow {
       this.held = Region.empty();
       // No viewer: no frame kept (the next subscription starts with a resize).
       this.shadow = this.spare = this.live = undefined;
+      this.scrollMemo.clear();
     }
   }
 
@@ -199,6 +202,7 @@ export class DisplayShadow {
     if (!s?.fits(fb) || this.pins.has(s)) s = this.spareLike(fb) ?? ShadowFramebuffer.like(fb);
     s.copyFrom(fb, { x: 0, y: 0, w: fb.width, h: fb.height });
     this.shadow = s;
+    this.scrollMemo.clear();
     for (const l of this.listeners) l.resized(s);
     this.settle();
   }
@@ -252,7 +256,7 @@ export class DisplayShadow {
     const scroll = this.anyCopyRect();
     for (const r of rects) {
       if (scroll && r.h >= SCROLL_MIN_ROWS && r.w * r.h >= this.scrollMinArea) {
-        const s = detectVerticalScroll(shadow, fb, r);
+        const s = detectVerticalScroll(shadow, fb, r, { memo: this.scrollMemo });
         if (s !== undefined) {
           this.announce(changed); // changes so far move with the scroll too
           const x = Math.max(0, r.x), w = Math.min(fb.width, r.x + r.w) - x;
