@@ -62,24 +62,36 @@ export function findProcess(needle: string): number | undefined {
  * Samples the threads of the process whose command line contains `needle`
  * every `everyMs` until stopped; `stop()` gives the share of its CPU that the
  * threads named by `isGuest` used over the last `windowS` seconds sampled
- * (the measured part of a run, which ends when the process is stopped).
+ * (the measured part of a run, which ends when the process is stopped). When
+ * a process goes and another takes its place (the previous run's, still
+ * exiting when this one began), the one sampled longest counts.
  */
 export function watchThreads(
   needle: string,
   isGuest: (name: string) => boolean,
   everyMs = 250,
 ): { stop(windowS: number): { guestShare: number; samples: number } | undefined } {
-  const samples: ThreadSample[] = [];
+  const byPid = new Map<number, ThreadSample[]>();
   let pid: number | undefined;
   const timer = setInterval(() => {
     pid ??= findProcess(needle);
     if (pid === undefined) return;
     const s = sampleThreads(pid);
-    if (s) samples.push(s);
+    if (!s) {
+      pid = undefined; // gone: look again next time
+      return;
+    }
+    const list = byPid.get(pid) ?? [];
+    list.push(s);
+    byPid.set(pid, list);
   }, everyMs);
   return {
     stop(windowS) {
       clearInterval(timer);
+      const samples = [...byPid.values()].reduce<ThreadSample[]>(
+        (a, b) => (b.length > a.length ? b : a),
+        [],
+      );
       const last = samples.at(-1);
       if (!last) return undefined;
       const from = samples.find((s) => s.at >= last.at - windowS * 1000);
