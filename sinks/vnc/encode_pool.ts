@@ -10,9 +10,10 @@
  * and callers encode on the main thread rather than wait.
  *
  * A worker's failure costs time, never an update: a job whose worker crashed,
- * or threw on it, is run again on the main thread by the same code
- * ({@link JobRunner}) on the same staged pixels, so its result is as good.
- * A worker that crashed is replaced by a fresh one, at most
+ * threw on it, or did not answer it within {@link JOB_DEADLINE_MS} (stuck in
+ * it, say in a loop that never ends), is run again on the main thread by the
+ * same code ({@link JobRunner}) on the same staged pixels, so its result is as
+ * good. A worker that crashed or got stuck is replaced by a fresh one, at most
  * {@link RESPAWNS_PER_MINUTE} times a minute; after that its place stays
  * empty, and once every place is, the pool takes no more jobs
  * ({@link EncodePool.ready} stays false until it is stopped and started
@@ -32,6 +33,13 @@ import { createDeflate, type DeflateStream } from "./zlib.ts";
 
 /** Times a worker is replaced within a minute before its place is given up. */
 export const RESPAWNS_PER_MINUTE = 3;
+
+/**
+ * How long a worker with jobs may go without answering one before it counts
+ * as stuck, and is replaced as if it had crashed (a 1080p band takes tens of
+ * milliseconds).
+ */
+export const JOB_DEADLINE_MS = 5000;
 
 /** The worker module the pool runs by default. */
 const WORKER_URL = new URL("./encode_worker.ts", import.meta.url);
@@ -104,6 +112,8 @@ export interface EncodePoolOptions {
   worker?: URL;
   /** Workers (default: the cores there are, at most 4). */
   size?: number;
+  /** Milliseconds before a worker that does not answer is replaced (default {@link JOB_DEADLINE_MS}). */
+  jobDeadline?: number;
 }
 
 interface Slot {
@@ -112,7 +122,13 @@ interface Slot {
   worker: Worker;
   ready: boolean;
   busy: number;
-  /** Given up: crashed too often, no worker here any more. */
+  /**
+   * While busy: when the worker last showed it was not stuck (performance.now()
+   * of its last answer, of its ready, or of the job that made it busy), so
+   * that jobs queued behind others are not counted late.
+   */
+  since: number;
+  /** Given up: failed too often, no worker here any more. */
   out: boolean;
   /** When it was replaced lately (performance.now()), for the limit. */
   respawns: number[];
@@ -161,6 +177,9 @@ export class EncodePool {
   private readonly waiting = new Map<number, Waiting>();
   private readonly url: URL;
   private readonly log: Logger;
+  private readonly deadline: number;
+  /** Looks for stuck workers while jobs are out (one interval for the pool, never one per job). */
+  private watchdog: ReturnType<typeof setInterval> | undefined;
   private here: JobRunner | undefined;
   private nextId = 1;
   private stopped = false;
@@ -174,6 +193,7 @@ export class EncodePool {
   private constructor(opts: EncodePoolOptions) {
     this.url = opts.worker ?? WORKER_URL;
     this.log = opts.log ?? consoleLogger("rxfb");
+    this.deadline = opts.jobDeadline ?? JOB_DEADLINE_MS;
     const size = opts.size ?? defaultSize();
     for (let n = 1; n <= size; n++) {
       const worker = this.startWorker();
@@ -182,6 +202,7 @@ export class EncodePool {
         worker,
         ready: false,
         busy: 0,
+        since: 0,
         out: false,
         respawns: [],
         errorLogged: false,
@@ -225,8 +246,9 @@ export class EncodePool {
       });
     }
     const id = this.nextId++;
-    slot.busy++;
+    if (slot.busy++ === 0) slot.since = performance.now();
     this.jobs++;
+    this.watchdog ??= this.watch();
     const s = slot;
     return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve: resolve as (v: unknown) => void, reject, slot: s, job });
@@ -246,7 +268,7 @@ export class EncodePool {
     worker.onerror = (e) => {
       e.preventDefault();
       const s = slot();
-      if (s && !this.stopped) this.crashed(s, e.message);
+      if (s && !this.stopped) this.failed(s, `encoding worker ${s.n} failed (${e.message})`);
     };
     return worker;
   }
@@ -257,12 +279,14 @@ export class EncodePool {
   ) {
     if (m.ready) {
       slot.ready = true;
+      slot.since = performance.now(); // jobs sent while it started run from now
       return;
     }
     const w = this.waiting.get(m.id!);
     if (!w) return;
     this.waiting.delete(m.id!);
     slot.busy--;
+    slot.since = performance.now();
     if (m.error === undefined) {
       w.resolve(m.result);
       return;
@@ -276,14 +300,37 @@ export class EncodePool {
     this.runHere(w.job, w.resolve, w.reject, why);
   }
 
-  /** `slot`'s worker died: its jobs run here, and it is replaced unless it died too often. */
-  private crashed(slot: Slot, reason: string) {
+  /**
+   * Checks every quarter of the deadline that each started worker with jobs
+   * answered one within the deadline; stops once no job is out.
+   */
+  private watch(): ReturnType<typeof setInterval> {
+    const timer = setInterval(() => {
+      if (this.waiting.size === 0) {
+        clearInterval(timer);
+        this.watchdog = undefined;
+        return;
+      }
+      const now = performance.now();
+      for (const s of this.slots) {
+        if (s.out || !s.ready || s.busy === 0 || now - s.since < this.deadline) continue;
+        this.failed(s, `encoding worker ${s.n} did not answer a job in ${this.deadline / 1000} s`);
+      }
+    }, Math.max(1, this.deadline / 4));
+    Deno.unrefTimer(timer); // a stuck worker must not keep the process alive either
+    return timer;
+  }
+
+  /**
+   * `slot`'s worker died or got stuck (`why`, for the log): its jobs run here,
+   * and it is replaced unless it failed too often.
+   */
+  private failed(slot: Slot, why: string) {
     slot.worker.terminate();
     slot.ready = false;
     slot.busy = 0;
     const now = performance.now();
     slot.respawns = slot.respawns.filter((t) => now - t < 60_000);
-    const why = `encoding worker ${slot.n} failed (${reason})`;
     if (slot.respawns.length >= RESPAWNS_PER_MINUTE) {
       slot.out = true;
       this.log.warn(
@@ -321,6 +368,8 @@ export class EncodePool {
 
   private terminate() {
     this.stopped = true;
+    clearInterval(this.watchdog);
+    this.watchdog = undefined;
     for (const s of this.slots) if (!s.out) s.worker.terminate();
     this.here?.close();
     this.here = undefined;
