@@ -1,8 +1,9 @@
 /**
- * The encoding pool when its workers fail: a crashed worker is replaced, its
- * jobs run on the main thread, a worker that keeps crashing is given up, and a
- * client whose bands failed still gets exact updates. The workers are
- * `fixtures/failing_encode_worker.ts`, told how to fail by their URL.
+ * The encoding pool when its workers fail: a crashed or stuck worker is
+ * replaced, its jobs run on the main thread, a worker that keeps crashing is
+ * given up, and a client whose bands failed still gets exact updates. The
+ * workers are `fixtures/failing_encode_worker.ts`, told how to fail by their
+ * URL.
  */
 import { assert, assertEquals, assertRejects } from "@rxfb/assert";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
@@ -18,6 +19,10 @@ import { paintTestPicture, type VncRig, vncRig } from "./vnc_rig.ts";
 const ZRLE = 16, TIGHT = 7;
 /** Workers are type-checked as they load under `deno test`: starting one may take a while. */
 const START_MS = 60_000;
+/** The pool's deadline for an answer in the tests with stuck workers (the default is 5 s). */
+const JOB_DEADLINE_MS = 300;
+/** How long those tests wait for a stuck job's result: generous, but not for ever. */
+const STUCK_MS = 15_000;
 
 /** The test worker, failing as `fail` says (see the fixture). */
 const failing = (fail = "") =>
@@ -45,9 +50,22 @@ function zrleJob(): { job: ZrleJob; stage: SharedStage } {
 /** What `job` gives wherever it runs (every run starts from fresh streams). */
 const expected = (job: EncodeJob) => new JobRunner().run(job).result;
 
+/** `p`, or a failure naming `what` after `ms`. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Starts the process's pool with `worker`, waits for it, runs `body`, lets the pool go. */
 async function withPool(
-  opts: { worker: URL; size?: number },
+  opts: { worker: URL; size?: number; jobDeadline?: number },
   body: (pool: EncodePool, log: string[]) => Promise<void>,
 ) {
   const log = memoryLogger();
@@ -81,6 +99,33 @@ Deno.test("encode pool: a worker that crashes is replaced; its job runs on the m
     assertEquals(pool.jobs, jobs + 1);
     assertEquals(pool.ranHere, 1, "not here");
   });
+});
+
+Deno.test("encode pool: a worker stuck in a job is replaced; its job runs on the main thread, later ones on the new worker", async () => {
+  await withPool(
+    { worker: failing(), size: 1, jobDeadline: JOB_DEADLINE_MS },
+    async (pool, log) => {
+      const { job } = zrleJob();
+      const want = expected(job);
+      await waitFor(() => pool.ready, "the worker started", START_MS);
+      assertEquals(await pool.run(job), want, "on the worker");
+
+      const stuck = pool.run({ ...job, hang: true } as EncodeJob);
+      assertEquals(await within(stuck, STUCK_MS, "the stuck job"), want, "after the worker stuck");
+      assertEquals(pool.ranHere, 1, "the stuck job ran here");
+      assertEquals(pool.started, 2, "one replacement");
+      const replaced = log.filter((l) => l.includes("encoding worker 1"));
+      assertEquals(replaced.length, 1, log.join("\n"));
+      assert(/did not answer a job in 0\.3 s: replaced$/.test(replaced[0]), replaced[0]);
+
+      await waitFor(() => pool.ready, "the replacement started", START_MS);
+      const jobs = pool.jobs;
+      assertEquals(await pool.run(job), want, "on the new worker");
+      assertEquals(pool.jobs, jobs + 1);
+      assertEquals(pool.ranHere, 1, "not here");
+      assertEquals(log.length, 1, "nothing more logged: " + log.join("\n"));
+    },
+  );
 });
 
 Deno.test("encode pool: a job that fails on its worker runs on the main thread; the worker stays", async () => {
@@ -125,9 +170,17 @@ function differing(rig: VncRig, c: RfbClient): number {
 }
 
 for (const [label, enc] of [["ZRLE", ZRLE], ["Tight", TIGHT]] as const) {
-  for (const fail of ["crash", "error"]) {
-    Deno.test(`encode pool: a ${label} client whose band jobs ${fail === "crash" ? "crash their workers" : "fail"} gets exact updates and stays connected`, async () => {
-      await withPool({ worker: failing(fail), size: 2 }, async (pool, poolLog) => {
+  for (
+    const [fail, what, logged] of [
+      ["crash", "crash their workers", "replaced"],
+      ["error", "fail", "failing on purpose"],
+      ["hang", "get their workers stuck", "did not answer a job"],
+    ]
+  ) {
+    Deno.test(`encode pool: a ${label} client whose band jobs ${what} gets exact updates and stays connected`, async () => {
+      const jobDeadline = fail === "hang" ? JOB_DEADLINE_MS : undefined;
+      const opts = { worker: failing(fail), size: 2, jobDeadline };
+      await withPool(opts, async (pool, poolLog) => {
         await waitFor(() => pool.ready, "the workers started", START_MS);
         const rig = await vncRig({ width: 640, height: 480 });
         const c = await RfbClient.connect(rig.port, 10_000);
@@ -142,7 +195,7 @@ for (const [label, enc] of [["ZRLE", ZRLE], ["Tight", TIGHT]] as const) {
             }
             const before = pool.ranHere;
             await c.request(frame > 1);
-            const rects = await c.update();
+            const rects = await c.update(STUCK_MS);
             assert(rects.every((r) => r.encoding === enc), JSON.stringify(rects));
             assert(
               pool.ranHere > before,
@@ -150,10 +203,7 @@ for (const [label, enc] of [["ZRLE", ZRLE], ["Tight", TIGHT]] as const) {
             );
             assertEquals(differing(rig, c), 0, `frame ${frame}: pixels differ`);
           }
-          assert(
-            poolLog.some((l) => l.includes(fail === "crash" ? "replaced" : "failing on purpose")),
-            poolLog.join("\n"),
-          );
+          assert(poolLog.some((l) => l.includes(logged)), poolLog.join("\n"));
           assert(!rig.log.some((l) => l.includes("disconnected")), rig.log.join("\n"));
         } finally {
           c.close();
