@@ -18,7 +18,9 @@
  * empty, and once every place is, the pool takes no more jobs
  * ({@link EncodePool.ready} stays false until it is stopped and started
  * again). Each replacement and each worker given up is logged once, with the
- * reason.
+ * reason. (A worker stuck in a loop is told to stop, but Deno does not stop a
+ * worker busy in JavaScript (denoland/deno#35657): its thread may go on using
+ * a core until the process ends; the log line says so.)
  *
  * @module
  */
@@ -314,7 +316,11 @@ export class EncodePool {
       const now = performance.now();
       for (const s of this.slots) {
         if (s.out || !s.ready || s.busy === 0 || now - s.since < this.deadline) continue;
-        this.failed(s, `encoding worker ${s.n} did not answer a job in ${this.deadline / 1000} s`);
+        this.failed(
+          s,
+          `encoding worker ${s.n} did not answer a job in ${this.deadline / 1000} s ` +
+            `(if it is stuck in a loop, its thread may stay busy: Deno cannot stop it)`,
+        );
       }
     }, Math.max(1, this.deadline / 4));
     Deno.unrefTimer(timer); // a stuck worker must not keep the process alive either
