@@ -5,7 +5,6 @@
  * prediction's formula for every (left, above, above-left) triple.
  */
 import { assert, assertEquals, assertStrictEquals } from "@rxfb/assert";
-import { assemble, generate, source } from "../pipeline/wasm/build.ts";
 import {
   GRADIENT_BAND_PIXELS,
   WasmGradient,
@@ -14,24 +13,6 @@ import {
 import { gradientDifferences, gradientDifferencesJs } from "../sinks/vnc/encodings/tight.ts";
 
 type At = [number, number, number];
-
-Deno.test("gradient_kernel.ts holds what gradient_kernel.wat assembles to (`deno task wasm`)", async () => {
-  const committed = await Deno.readTextFile(
-    new URL("../pipeline/wasm/gradient_kernel.ts", import.meta.url),
-  );
-  assertStrictEquals(committed, await generate("gradient_kernel"));
-});
-
-Deno.test("both gradient kernel builds validate; the plain one has no relaxed-SIMD opcode", async () => {
-  const { relaxed, simd } = await assemble(await source("gradient_kernel"));
-  assertStrictEquals(WebAssembly.validate(relaxed), true);
-  assertStrictEquals(WebAssembly.validate(simd), true);
-  // Relaxed SIMD opcodes are 0xfd 0x100..0x12f (LEB128: 0x80..0xaf, 0x02).
-  const relaxedOps = (b: Uint8Array) =>
-    b.some((v, i) => v === 0xfd && b[i + 1] >= 0x80 && b[i + 1] <= 0xaf && b[i + 2] === 0x02);
-  assertStrictEquals(relaxedOps(relaxed), true);
-  assertStrictEquals(relaxedOps(simd), false);
-});
 
 const BUILDS = (["relaxed", "simd"] as const).flatMap((b) => {
   const g = WasmGradient.load(b);
