@@ -116,16 +116,30 @@ export class ShadowFramebuffer implements Framebuffer {
         continue;
       }
       first.fill(-1, 0, cols);
-      let dirty = 0;
+      let dirty = 0, lo = cols, hi = -1; // changed tile columns so far, and the outermost
       for (let y = y0; y < y1 && dirty < cols; y++) {
         const so = y * fb.stride, doff = y * this.stride;
         if (cmp.equal(so + x0 * bpp, doff + x0 * bpp, c.w * bpp)) continue;
-        for (let k = 0; k < cols; k++) {
+        // Once some tiles changed, the row left of the leftmost and right of the rightmost is
+        // compared in one call each (libc's memcmp when long), tile by tile only if it differs:
+        // a change in one place of full-width rows (a window, a cursor) costs two calls a row.
+        let kFrom = 0, kTo = cols;
+        if (lo > 0 && lo < cols) {
+          const end = Math.max((col0 + lo) * tile, x0);
+          if (cmp.equal(so + x0 * bpp, doff + x0 * bpp, (end - x0) * bpp)) kFrom = lo;
+        }
+        if (hi >= 0 && hi < cols - 1) {
+          const start = Math.min((col0 + hi + 1) * tile, x1);
+          if (cmp.equal(so + start * bpp, doff + start * bpp, (x1 - start) * bpp)) kTo = hi + 1;
+        }
+        for (let k = kFrom; k < kTo; k++) {
           if (first[k] >= 0) continue;
           const tx0 = Math.max((col0 + k) * tile, x0), tx1 = Math.min((col0 + k + 1) * tile, x1);
           if (!cmp.equal(so + tx0 * bpp, doff + tx0 * bpp, (tx1 - tx0) * bpp)) {
             first[k] = y;
             dirty++;
+            if (k < lo) lo = k;
+            if (k > hi) hi = k;
           }
         }
       }
