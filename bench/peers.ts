@@ -42,7 +42,8 @@ const USAGE = `usage: deno task bench [-- OPTIONS]     (or: deno run -A bench/pe
   --micro / --no-micro  run the Deno.bench micro-benchmarks first (default: only when neither
                       --rows nor --quick is given)
   --out FILE          the JSON written (default bench/results/latest.json; a full matrix run
-                      also writes bench/results/YYYY-MM-DD.json)
+                      also writes bench/results/YYYY-MM-DD.json, or YYYY-MM-DD-HHMM.json when that
+                      day's record exists)
   --keep-logs         keep every run's logs under bench/results/logs/ (default: failed runs only)
   --list              print the rows and the best peer of each, and exit
   --from FILE         print the table of a saved run (e.g. bench/results/latest.json), and exit
@@ -862,7 +863,11 @@ Deno.mkdirSync(OUT.slice(0, OUT.lastIndexOf("/")) || ".", { recursive: true });
 Deno.writeTextFileSync(OUT, JSON.stringify(doc, null, 2) + "\n");
 const written = [OUT];
 if (!PARTIAL && opts.out === undefined) {
-  const dated = `${RESULTS}/${started.toISOString().slice(0, 10)}.json`;
+  // A second whole run on the same day must not replace the first record: it gets the time too.
+  const day = started.toISOString().slice(0, 10);
+  const time = started.toISOString().slice(11, 16).replace(":", "");
+  let dated = `${RESULTS}/${day}.json`;
+  if (exists(dated)) dated = `${RESULTS}/${day}-${time}.json`;
   Deno.writeTextFileSync(dated, JSON.stringify(doc, null, 2) + "\n");
   written.push(dated);
 }
