@@ -70,7 +70,7 @@ async function withPool(
 ) {
   const log = memoryLogger();
   const pool = EncodePool.acquire({ ...opts, log });
-  if (!pool) return; // no workers here
+  assert(pool, "Deno runs workers: the pool must start");
   try {
     await body(pool, log.lines);
   } finally {
