@@ -95,6 +95,28 @@ export class JobRunner {
     };
   }
 
+  /**
+   * A worker's answer to job `id`: its result (with the buffers to transfer)
+   * or, when the job throws, its error, for the pool to run it again here.
+   */
+  answer(
+    id: number,
+    job: EncodeJob,
+  ): {
+    message: { id: number; result?: ZrleBand | TightBand; error?: string };
+    transfer: ArrayBuffer[];
+  } {
+    try {
+      const { result, transfer } = this.run(job);
+      return { message: { id, result }, transfer };
+    } catch (err) {
+      return {
+        message: { id, error: err instanceof Error ? err.message : String(err) },
+        transfer: [],
+      };
+    }
+  }
+
   /** Frees the deflate streams. */
   close(): void {
     for (const z of this.streams.values()) z.close();

@@ -16,11 +16,7 @@ const runner = new JobRunner();
 
 self.onmessage = (e: MessageEvent<{ id: number; job: EncodeJob }>) => {
   const { id, job } = e.data;
-  try {
-    const { result, transfer } = runner.run(job);
-    self.postMessage({ id, result }, transfer);
-  } catch (err) {
-    self.postMessage({ id, error: err instanceof Error ? err.message : String(err) });
-  }
+  const { message, transfer } = runner.answer(id, job);
+  self.postMessage(message, transfer);
 };
 self.postMessage({ ready: true });
