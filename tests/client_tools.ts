@@ -337,13 +337,19 @@ export async function startXvfb(width = 800, height = 600): Promise<XDisplay> {
     name,
     env,
     screenshot: async () => {
-      const r = await new Deno.Command("xwd", {
-        args: ["-root", "-silent", "-display", name],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      if (r.code !== 0) throw new Error(`xwd failed: ${dec.decode(r.stderr)}`);
-      return parseXwd(r.stdout);
+      // A window that goes away while xwd reads the screen (a client's password dialog
+      // closing) fails the capture with BadDrawable / BadWindow: that one is taken again.
+      for (let attempt = 1;; attempt++) {
+        const r = await new Deno.Command("xwd", {
+          args: ["-root", "-silent", "-display", name],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        if (r.code === 0) return parseXwd(r.stdout);
+        const err = dec.decode(r.stderr);
+        if (attempt < 3 && /BadDrawable|BadWindow/.test(err)) continue;
+        throw new Error(`xwd failed: ${err}`);
+      }
     },
     stop: () => x.kill(),
   };
