@@ -33,7 +33,7 @@
  * @module
  */
 import type { Framebuffer } from "./framebuffer.ts";
-import { SpanComparer } from "./memcmp.ts";
+import { SpanComparer, SpanCopier } from "./memcmp.ts";
 import { bytesPerPixel, type PixelFormat, sameFormat } from "./pixel_format.ts";
 import type { Rect } from "./rect.ts";
 
@@ -58,6 +58,7 @@ export class ShadowFramebuffer implements Framebuffer {
   private firstRow = new Int32Array(0);
   // Comparer of the framebuffer last refreshed from (its bytes stay the same view).
   private cmp: SpanComparer | undefined;
+  private copier: SpanCopier | undefined;
 
   constructor(
     readonly width: number,
@@ -84,10 +85,13 @@ export class ShadowFramebuffer implements Framebuffer {
   copyFrom(fb: Framebuffer, r: Rect): void {
     const c = this.clip(r);
     if (!c) return;
-    const n = c.w * this.bpp;
+    const n = c.w * this.bpp, copier = this.copierFor(fb.bytes);
+    if (c.x === 0 && c.w === this.width && fb.stride === this.stride) {
+      copier.copy(c.y * this.stride, c.y * fb.stride, c.h * this.stride); // rows back to back
+      return;
+    }
     for (let y = c.y; y < c.y + c.h; y++) {
-      const s = y * fb.stride + c.x * this.bpp;
-      this.bytes.set(fb.bytes.subarray(s, s + n), y * this.stride + c.x * this.bpp);
+      copier.copy(y * this.stride + c.x * this.bpp, y * fb.stride + c.x * this.bpp, n);
     }
   }
 
@@ -103,7 +107,7 @@ export class ShadowFramebuffer implements Framebuffer {
     if (!c) return;
     const bpp = this.bpp, src = fb.bytes, dst = this.bytes;
     if (this.cmp?.a !== src) this.cmp = new SpanComparer(src, dst);
-    const cmp = this.cmp;
+    const cmp = this.cmp, copier = this.copierFor(src);
     const x0 = c.x, x1 = c.x + c.w;
     const col0 = Math.floor(x0 / tile), cols = Math.floor((x1 - 1) / tile) - col0 + 1;
     if (this.firstRow.length < cols) this.firstRow = new Int32Array(cols);
@@ -165,9 +169,12 @@ export class ShadowFramebuffer implements Framebuffer {
         }
         const rx0 = Math.max((col0 + k) * tile, x0), rx1 = Math.min((col0 + e) * tile, x1);
         const n = (rx1 - rx0) * bpp;
-        for (let y = top; y < bottom; y++) {
-          const s = y * fb.stride + rx0 * bpp;
-          dst.set(src.subarray(s, s + n), y * this.stride + rx0 * bpp);
+        if (contiguous && rx0 === 0 && rx1 === this.width) {
+          copier.copy(top * this.stride, top * fb.stride, (bottom - top) * this.stride);
+        } else {
+          for (let y = top; y < bottom; y++) {
+            copier.copy(y * this.stride + rx0 * bpp, y * fb.stride + rx0 * bpp, n);
+          }
         }
         changed.push({ x: rx0, y: top, w: rx1 - rx0, h: bottom - top });
         k = e;
@@ -185,17 +192,22 @@ export class ShadowFramebuffer implements Framebuffer {
       x < 0 || w <= 0 || x + w > this.width || y0 < 0 || y1 > this.height ||
       y0 + dy < 0 || y1 + dy > this.height
     ) throw new RangeError(`moveRows: rows ${y0}..${y1} by ${dy} outside the shadow`);
-    const bpp = this.bpp, n = w * bpp, b = this.bytes;
+    const bpp = this.bpp, n = w * bpp, b = this.copierFor(this.bytes);
     if (x === 0 && w === this.width) {
-      b.copyWithin(y0 * this.stride, (y0 + dy) * this.stride, (y1 + dy) * this.stride);
+      b.copy(y0 * this.stride, (y0 + dy) * this.stride, (y1 - y0) * this.stride);
       return;
     }
     // Row by row, in the order that never overwrites a row still to be read.
     const step = dy > 0 ? 1 : -1;
     for (let y = dy > 0 ? y0 : y1 - 1; y >= y0 && y < y1; y += step) {
-      const s = (y + dy) * this.stride + x * bpp;
-      b.copyWithin(y * this.stride + x * bpp, s, s + n);
+      b.copy(y * this.stride + x * bpp, (y + dy) * this.stride + x * bpp, n);
     }
+  }
+
+  /** The copier from `src` into the shadow (kept while the source is the same). */
+  private copierFor(src: Uint8Array): SpanCopier {
+    if (this.copier?.src !== src) this.copier = new SpanCopier(this.bytes, src);
+    return this.copier;
   }
 
   private clip(r: Rect): Rect | undefined {

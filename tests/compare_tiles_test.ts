@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "@rxfb/assert";
 import { ShadowFramebuffer } from "../pipeline/compare_tiles.ts";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
-import { bytesEqual } from "../pipeline/memcmp.ts";
+import { bytesEqual, moveWithin, SpanCopier } from "../pipeline/memcmp.ts";
 import {
   bytesPerPixel,
   type PixelFormat,
@@ -64,6 +64,77 @@ Deno.test("bytesEqual: a span outside either array is a RangeError", () => {
     threw = e instanceof RangeError;
   }
   assert(threw);
+});
+
+Deno.test("SpanCopier / moveWithin: on shared memory (libc) as set / copyWithin, overlapping both ways", () => {
+  const rnd = prng(7);
+  const N = 64 * 1024;
+  const sharedSrc = new Uint8Array(new SharedArrayBuffer(N)), plainSrc = new Uint8Array(N);
+  for (let i = 0; i < N; i++) sharedSrc[i] = plainSrc[i] = (rnd() * 256) | 0;
+  for (const n of [1, 4095, 4096, 4097, 20000]) {
+    for (const [di, si] of [[0, 100], [100, 0], [3, 40000], [N - n, 0]]) {
+      // Into a plain array from shared memory.
+      const a = new Uint8Array(N), b = new Uint8Array(N);
+      new SpanCopier(a, sharedSrc).copy(di, si, n);
+      b.set(plainSrc.subarray(si, si + n), di);
+      assertEquals(a, b, `copy ${n} from ${si} to ${di}`);
+      // Within shared memory, overlapping.
+      const shared = new Uint8Array(new SharedArrayBuffer(N)), plain = plainSrc.slice();
+      shared.set(plainSrc);
+      moveWithin(shared, di, si, si + n);
+      plain.copyWithin(di, si, si + n);
+      assertEquals(new Uint8Array(shared), plain, `move ${n} from ${si} to ${di}`);
+    }
+  }
+  let threw = false;
+  try {
+    new SpanCopier(new Uint8Array(8192), sharedSrc).copy(4096, 0, 8192);
+  } catch (e) {
+    threw = e instanceof RangeError;
+  }
+  assert(threw, "a span outside the destination is a RangeError");
+});
+
+Deno.test("ShadowFramebuffer.refresh / copyFrom / moveRows from shared memory equal those from plain memory", () => {
+  const rnd = prng(11);
+  const w = 1100, h = 70; // rows of 4400 bytes: long enough for libc
+  const plain = framebuffer(w, h, XRGB8888, 0);
+  const shared: Framebuffer = {
+    ...plain,
+    bytes: new Uint8Array(new SharedArrayBuffer(plain.bytes.length)),
+  };
+  const fill = () => {
+    for (let i = 0; i < plain.bytes.length; i++) {
+      shared.bytes[i] = plain.bytes[i] = (rnd() * 256) | 0;
+    }
+  };
+  fill();
+  const a = ShadowFramebuffer.like(plain), b = ShadowFramebuffer.like(plain);
+  a.copyFrom(plain, { x: 0, y: 0, w, h });
+  b.copyFrom(shared, { x: 0, y: 0, w, h });
+  assertEquals(a.bytes, b.bytes);
+  for (let round = 0; round < 20; round++) {
+    if (round % 5 === 4) fill(); // everything changes
+    else {
+      const bx = (rnd() * w) | 0, by = (rnd() * h) | 0, bw = (rnd() * w) | 0, bh = (rnd() * h) | 0;
+      for (let y = by; y < Math.min(h, by + bh); y++) {
+        for (let x = bx; x < Math.min(w, bx + bw); x++) {
+          const o = y * plain.stride + x * 4;
+          shared.bytes[o] = plain.bytes[o] = (rnd() * 256) | 0;
+        }
+      }
+    }
+    const damage = round % 2 ? { x: 0, y: 0, w, h } : { x: 13, y: 2, w: w - 20, h: h - 9 };
+    const ca: Rect[] = [], cb: Rect[] = [];
+    a.refresh(plain, damage, 32, ca);
+    b.refresh(shared, damage, 32, cb);
+    assertEquals(cb, ca, `round ${round}: changes`);
+    assertEquals(b.bytes, a.bytes, `round ${round}: shadow`);
+    const dy = ((rnd() * 20) | 0) - 10 || 1;
+    a.moveRows(0, w, Math.max(0, -dy), h - Math.max(0, dy), dy);
+    b.moveRows(0, w, Math.max(0, -dy), h - Math.max(0, dy), dy);
+    assertEquals(b.bytes, a.bytes, `round ${round}: moved by ${dy}`);
+  }
 });
 
 for (const format of [XRGB8888, RGB888, RGB565, RGB332]) {

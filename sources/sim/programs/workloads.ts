@@ -22,6 +22,7 @@
 
 import type { Rect } from "../../../pipeline/rect.ts";
 import type { InputEvent } from "../../../pipeline/events.ts";
+import { moveWithin } from "../../../pipeline/memcmp.ts";
 
 /** Where a program draws: `px[y * strideWords + x]` is pixel (x, y), `0x00RRGGBB`. */
 export interface DrawTarget {
@@ -314,7 +315,9 @@ class Scroll implements GuestProgram {
       // Frame n is frame n-1 moved up one text row (16 pixel rows) with a new
       // last row. Old row 0 (under the stamp) is overwritten by old row 1.
       if (rows >= 2) {
-        px.copyWithin(0, 16 * strideWords, (16 * rows - 1) * strideWords + width);
+        // (libc's memmove on a guest's shared memory: twice as fast as copyWithin there)
+        const bytes = new Uint8Array(px.buffer, px.byteOffset, px.byteLength);
+        moveWithin(bytes, 0, 64 * strideWords, ((16 * rows - 1) * strideWords + width) * 4);
       }
       this.drawLine(t, rows - 1, (n + rows - 1) >>> 0);
     } else {
