@@ -284,6 +284,35 @@ Deno.test("scroll: frame n+1 is frame n moved up 16 rows (below the stamp)", () 
   }
 });
 
+Deno.test("stamp time: a clock is read once, after the frame's pixels are drawn (WORKLOADS.md)", () => {
+  const W = 640, H = 400;
+  for (const name of WORKLOAD_NAMES) {
+    const byClock = target(W, H), byValue = target(W, H);
+    const prog = createWorkload(name, W, H), ref = createWorkload(name, W, H);
+    for (let n = 0; n < 3; n++) {
+      const timeUs = 0x9e3779b9 + n;
+      ref.drawFrame(byValue, n, timeUs);
+      let reads = 0;
+      prog.drawFrame(byClock, n, () => {
+        reads++;
+        // Everything but the stamp is frame n already (the stamp cells still hold frame n-1's).
+        for (let y = 0; y < H; y++) {
+          for (let x = y < 16 ? 256 : 0; x < W; x++) {
+            if (byClock.px[y * W + x] !== byValue.px[y * W + x]) {
+              throw new Error(
+                `${name} frame ${n}: the clock was read before pixel (${x}, ${y}) was drawn`,
+              );
+            }
+          }
+        }
+        return timeUs;
+      });
+      assertEquals(reads, 1, `${name} frame ${n}: clock reads`);
+      assertEquals(visible(byClock), visible(byValue), `${name} frame ${n}`);
+    }
+  }
+});
+
 Deno.test("workload names are the spec's five", () => {
   assertEquals([...WORKLOAD_NAMES], ["desktop", "scroll", "video", "cursor", "static"]);
   const names: WorkloadName[] = [...WORKLOAD_NAMES];

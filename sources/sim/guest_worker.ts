@@ -104,7 +104,9 @@ function frame() {
     return;
   }
   if (program.dueMs && program.dueMs(n) === undefined) return; // the program has finished
-  const rects = program.drawFrame(scratch ?? target, n, nowUs());
+  // The stamp's time is read once the pixels are drawn (nowUs, not nowUs()), as WORKLOADS.md
+  // and the peer rig's harnesses do: a viewer's latency starts when the frame is finished.
+  const rects = program.drawFrame(scratch ?? target, n, nowUs);
   if (scratch && rects.length) publish(rects);
   const s = program.screenSize?.();
   const resized = s !== undefined && (s.width !== shown.width || s.height !== shown.height);

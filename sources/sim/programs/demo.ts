@@ -24,7 +24,7 @@
 
 import type { Rect } from "../../../pipeline/rect.ts";
 import { BTN_LEFT, BTN_MIDDLE, BTN_RIGHT, type InputEvent } from "../../../pipeline/events.ts";
-import type { DrawTarget, GuestProgram } from "./workloads.ts";
+import type { DrawTarget, GuestProgram, StampTime } from "./workloads.ts";
 import { CELL_H, CELL_W, drawText } from "./font.ts";
 
 /** Options of {@link createDemo}. */
@@ -442,7 +442,7 @@ class Demo implements GuestProgram {
     }
   }
 
-  drawFrame(t: DrawTarget, n: number, _timeUs: number): Rect[] {
+  drawFrame(t: DrawTarget, n: number, _time: StampTime): Rect[] {
     const full = n === 0 || !this.layout || this.layout.w !== t.width ||
       this.layout.h !== t.height || t.px.buffer !== this.lastBuf ||
       t.px.byteOffset !== this.lastOff || t.strideWords !== this.lastStride;

@@ -33,13 +33,21 @@ export interface DrawTarget {
   strideWords: number;
 }
 
+/**
+ * The stamp's time field (uint32 microseconds): a value, or a clock that is
+ * read once the frame's pixels are drawn, just before the stamp, as
+ * `WORKLOADS.md` says ("taken when the frame is finished"). A guest passes its
+ * clock, so that the latency a viewer measures does not include the drawing.
+ */
+export type StampTime = number | (() => number);
+
 /** A program a simulated guest runs, frame by frame. */
 export interface GuestProgram {
   /**
    * Draws frame n (n = 0, 1, 2, ... in order; frame 0 is a full draw) and
-   * returns its dirty rectangles. timeUs is the stamp's time field (uint32).
+   * returns its dirty rectangles. `time` gives the stamp's time field.
    */
-  drawFrame(t: DrawTarget, n: number, timeUs: number): Rect[];
+  drawFrame(t: DrawTarget, n: number, time: StampTime): Rect[];
   /** Optional: react to input the guest read from its keyboard ring (used by the demo). */
   input?(ev: InputEvent): void;
 }
@@ -72,10 +80,11 @@ export const STAMP_H = 16;
 
 /**
  * Draws the 64-cell stamp over the top-left corner: bits 0..31 hold n (cells
- * of row y = 0), bits 32..63 hold timeUs (row y = 8); a 1 bit is 0xFFFFFF, a
+ * of row y = 0), bits 32..63 hold the time (row y = 8); a 1 bit is 0xFFFFFF, a
  * 0 bit 0x000000. Clipped to the target.
  */
-export function drawStamp(t: DrawTarget, n: number, timeUs: number): void {
+export function drawStamp(t: DrawTarget, n: number, time: StampTime): void {
+  const timeUs = typeof time === "function" ? time() : time;
   const { px, width, height, strideWords } = t;
   for (let half = 0; half < 2; half++) {
     const word = (half === 0 ? n : timeUs) >>> 0;
@@ -213,11 +222,11 @@ class Desktop implements GuestProgram {
   constructor(w: number, h: number) {
     this.tab.get(w, h, 0);
   }
-  drawFrame(t: DrawTarget, n: number, timeUs: number): Rect[] {
+  drawFrame(t: DrawTarget, n: number, time: StampTime): Rect[] {
     checkTarget(t);
     n = n >>> 0;
     drawDesktopBox(t, this.tab.get(t.width, t.height, n), n, 0, 0, t.width, t.height);
-    drawStamp(t, n, timeUs);
+    drawStamp(t, n, time);
     return [fullRect(t)];
   }
 }
@@ -231,7 +240,7 @@ class Static implements GuestProgram {
   constructor(w: number, h: number) {
     this.tab.get(w, h, 0);
   }
-  drawFrame(t: DrawTarget, n: number, timeUs: number): Rect[] {
+  drawFrame(t: DrawTarget, n: number, time: StampTime): Rect[] {
     checkTarget(t);
     n = n >>> 0;
     const tab = this.tab.get(t.width, t.height, 0);
@@ -242,7 +251,7 @@ class Static implements GuestProgram {
     } else {
       drawDesktopBox(t, tab, 0, 0, 0, t.width, t.height);
     }
-    drawStamp(t, n, timeUs);
+    drawStamp(t, n, time);
     this.cont.record(t, n);
     return [fullRect(t)];
   }
@@ -306,7 +315,7 @@ class Scroll implements GuestProgram {
     }
   }
 
-  drawFrame(t: DrawTarget, n: number, timeUs: number): Rect[] {
+  drawFrame(t: DrawTarget, n: number, time: StampTime): Rect[] {
     checkTarget(t);
     n = n >>> 0;
     const { px, width, height, strideWords } = t;
@@ -328,7 +337,7 @@ class Scroll implements GuestProgram {
     }
     // With rows === 0 the incremental path falls through to the full draw,
     // which is all background: the stamp area is always restored.
-    drawStamp(t, n, timeUs);
+    drawStamp(t, n, time);
     this.cont.record(t, n);
     return [fullRect(t)];
   }
@@ -397,7 +406,7 @@ class Video implements GuestProgram {
     }
   }
 
-  drawFrame(t: DrawTarget, n: number, timeUs: number): Rect[] {
+  drawFrame(t: DrawTarget, n: number, time: StampTime): Rect[] {
     checkTarget(t);
     n = n >>> 0;
     const { width: W, height: H } = t;
@@ -413,7 +422,7 @@ class Video implements GuestProgram {
       this.drawBox(t, n, { x0: 0, y0: 0, x1: W, y1: H });
       dirty = [fullRect(t)];
     }
-    drawStamp(t, n, timeUs);
+    drawStamp(t, n, time);
     this.cont.record(t, n);
     return dirty;
   }
@@ -453,7 +462,7 @@ class Cursor implements GuestProgram {
     }
   }
 
-  drawFrame(t: DrawTarget, n: number, timeUs: number): Rect[] {
+  drawFrame(t: DrawTarget, n: number, time: StampTime): Rect[] {
     checkTarget(t);
     n = n >>> 0;
     const { width: W, height: H } = t;
@@ -470,7 +479,7 @@ class Cursor implements GuestProgram {
       this.drawBox(t, cur, { x0: 0, y0: 0, x1: W, y1: H });
       dirty = [fullRect(t)];
     }
-    drawStamp(t, n, timeUs);
+    drawStamp(t, n, time);
     this.cont.record(t, n);
     return dirty;
   }
