@@ -86,3 +86,37 @@ Deno.test("FrameMailbox: a vCPU in a Worker runs frame by frame, and stops when 
     w.terminate();
   }
 });
+
+Deno.test("FrameMailbox.sleep: the vCPU's futex sleep lasts its time, and ends early on mail, done or stop", async () => {
+  const w = new Worker(new URL("./fixtures/mailbox_waker.ts", import.meta.url), { type: "module" });
+  const next = () => new Promise<string>((resolve) => w.onmessage = (e) => resolve(e.data));
+  try {
+    assertEquals(await next(), "ready");
+    for (const what of ["mail", "done", "stop"] as const) {
+      const vcpu = new FrameMailbox();
+      const wakes = vcpu.wakes, mails = vcpu.mails;
+      const armed = next();
+      w.postMessage({ sab: vcpu.sab, what, afterMs: 50 });
+      assertEquals(await armed, "armed");
+      const t = performance.now();
+      vcpu.sleep(wakes, 10_000); // blocks this thread until the Worker's call
+      const took = performance.now() - t;
+      assert(took < 5000, `${what}: slept ${took.toFixed(0)} ms`);
+      assertEquals(vcpu.mails !== mails, what === "mail", `${what}: mails`);
+      assertEquals(vcpu.stopped, what === "stop");
+    }
+    // Nobody wakes it: it sleeps its time.
+    const box = new FrameMailbox();
+    let t = performance.now();
+    box.sleep(box.wakes, 40);
+    assert(performance.now() - t >= 35, "slept its time");
+    // A wake-up between reading `wakes` and sleeping is not lost: the sleep ends at once.
+    const wakes = box.wakes;
+    new FrameMailbox(box.sab).mail();
+    t = performance.now();
+    box.sleep(wakes, 10_000);
+    assert(performance.now() - t < 1000, "a wake-up before the sleep ends it at once");
+  } finally {
+    w.terminate();
+  }
+});

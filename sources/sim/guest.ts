@@ -229,6 +229,7 @@ export class SimGuest<D extends GuestDomain = SimDomain> {
   private onInput(e: InputEvent) {
     this.inputs.push(e);
     this.worker?.postMessage({ type: "input", ev: e } satisfies ToWorker);
+    this.mailbox?.mail(); // a vCPU asleep between frames returns to its event loop for it
     if (this.inputLog) {
       this.inputLog.writeSync(new TextEncoder().encode(JSON.stringify(e) + "\n"));
     }
