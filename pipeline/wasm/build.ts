@@ -2,8 +2,9 @@
  * `deno task wasm`: assembles each kernel of {@link KERNELS} (`NAME.wat`) with wabt into
  * `NAME.ts`, the module bytes as base64: once as written (relaxed SIMD) and once with
  * the relaxed instructions renamed to their plain-SIMD counterparts, for runtimes
- * without relaxed SIMD. Only this script (and the test that checks the committed bytes)
- * loads wabt (`npm:wabt@1.0.39`, pinned in deno.json): the runtime reads `NAME.ts`.
+ * without relaxed SIMD (a kernel written in plain SIMD has the same bytes twice).
+ * Only this script (and the test that checks the committed bytes) loads wabt
+ * (`npm:wabt@1.0.39`, pinned in deno.json): the runtime reads `NAME.ts`.
  *
  * @module
  */
@@ -11,8 +12,8 @@ import wabtInit from "wabt";
 
 const HERE = new URL(".", import.meta.url);
 
-/** The kernels: `convertPixels`'s and Tight's gradient filter. */
-export const KERNELS = ["convert_kernel", "gradient_kernel"] as const;
+/** The kernels: `convertPixels`'s, Tight's gradient filter and the simulated `video` workload's. */
+export const KERNELS = ["convert_kernel", "gradient_kernel", "video_kernel"] as const;
 
 /** A kernel's name, its files being `NAME.wat` and the generated `NAME.ts`. */
 export type KernelName = typeof KERNELS[number];
