@@ -10,11 +10,13 @@
  * tile's row) stay in JavaScript, on 32-bit words where the offsets allow it.
  * Without FFI everything takes the JavaScript path; the results are the same.
  *
- * Copies out of or within a `SharedArrayBuffer` (a simulated guest's memory)
- * go to libc's `memmove` too: V8 copies shared memory 8 bytes at a time
- * (JavaScript's memory model forbids tearing below that), at half the speed
- * of libc on a 1080p scroll (0.46 against 0.23 ms), and in the backend its
- * word loop was 9 % of the process's CPU on the video workload.
+ * Copies out of, into or within a `SharedArrayBuffer` (a simulated guest's
+ * memory) go through a plain `ArrayBuffer` over the same memory
+ * ({@link unshared}): V8 copies shared memory 8 bytes at a time (JavaScript's
+ * memory model forbids tearing below that), at half the speed of the libc
+ * `memcpy` it uses for plain buffers (a 1080p scroll: 0.35 against 0.21 ms),
+ * and in the backend that word loop was 9 % of the process's CPU on the video
+ * workload.
  *
  * ```ts
  * import { bytesEqual } from "./memcmp.ts";
@@ -32,20 +34,15 @@
 /** Spans at least this long (bytes) go to libc when it is available. */
 const FFI_MIN_BYTES = 1024;
 
-/** Copies at least this long (bytes) that touch shared memory go to libc when it is available. */
-const FFI_MIN_COPY_BYTES = 4096;
-
 type Memcmp = (a: bigint, b: bigint, n: number) => number;
-type Memmove = (dst: bigint, src: bigint, n: number) => unknown;
 
 interface Libc {
   memcmp: Memcmp;
-  memmove: Memmove;
 }
 
 let libcFns: Libc | null | undefined;
 
-/** libc's memcmp and memmove taking raw addresses, or null. */
+/** libc's memcmp taking raw addresses, or null (also: whether FFI is allowed at all). */
 function libc(): Libc | null {
   if (libcFns !== undefined) return libcFns;
   libcFns = null;
@@ -62,7 +59,6 @@ function libc(): Libc | null {
       try {
         const lib = Deno.dlopen(n, {
           memcmp: { parameters: ["usize", "usize", "u32"], result: "i32" },
-          memmove: { parameters: ["usize", "usize", "u32"], result: "void" },
         });
         // The addresses go as BigInts. usize arguments take plain numbers too, but the
         // optimised call path expects a BigInt: each number was a deoptimisation of the caller,
@@ -70,7 +66,6 @@ function libc(): Libc | null {
         // a frame when a 1080p scroll was checked). A BigInt costs tens of nanoseconds.
         libcFns = {
           memcmp: lib.symbols.memcmp as unknown as Memcmp,
-          memmove: lib.symbols.memmove as unknown as Memmove,
         };
         break;
       } catch {
@@ -165,11 +160,42 @@ export class SpanComparer {
 const isShared = (b: ArrayBufferLike) =>
   typeof SharedArrayBuffer !== "undefined" && b instanceof SharedArrayBuffer;
 
+type View = Uint8Array | Uint32Array | Int32Array;
+
+/** Plain views over shared memory, by the view they alias. */
+const aliases = new WeakMap<View, View>();
+/** What keeps each alias's memory alive: its SharedArrayBuffer, for as long as the alias lives. */
+const owners = new WeakMap<ArrayBufferLike, ArrayBufferLike>();
+
+/**
+ * `v` itself, or where `v` is on a `SharedArrayBuffer` and FFI is allowed, a
+ * view of the same type over the same memory in a plain `ArrayBuffer`
+ * (`Deno.UnsafePointerView.getArrayBuffer`), whose copies V8 hands to libc
+ * (see the module notes). Writes through either show in both. The alias keeps
+ * the shared buffer alive.
+ */
+export function unshared<T extends View>(v: T): T {
+  if (!isShared(v.buffer) || v.byteLength === 0) return v;
+  let a = aliases.get(v);
+  if (a === undefined) {
+    a = v;
+    if (libc() !== null) {
+      const p = Deno.UnsafePointer.of(v);
+      if (p !== null) {
+        const buf = Deno.UnsafePointerView.getArrayBuffer(p, v.byteLength);
+        owners.set(buf, v.buffer);
+        const Ctor = v.constructor as new (b: ArrayBuffer) => T;
+        a = new Ctor(buf);
+      }
+    }
+    aliases.set(v, a);
+  }
+  return a as T;
+}
+
 /**
  * Copies of many spans from `src` to `dst` (which may be the same array; the
- * spans may overlap, as `copyWithin`'s): long ones through libc's `memmove`
- * when either array is on shared memory (see the module notes), the others
- * with `set` / `copyWithin`.
+ * spans may overlap, as `copyWithin`'s), through {@link unshared} views.
  *
  * ```ts
  * import { SpanCopier } from "./memcmp.ts";
@@ -181,32 +207,27 @@ const isShared = (b: ArrayBufferLike) =>
  * ```
  */
 export class SpanCopier {
-  private readonly memmove: Memmove | null;
-  private readonly pd: number;
-  private readonly ps: number;
+  private readonly d: Uint8Array;
+  private readonly s: Uint8Array;
 
   constructor(readonly dst: Uint8Array, readonly src: Uint8Array) {
-    const fns = isShared(dst.buffer) || isShared(src.buffer) ? libc() : null;
-    this.pd = fns ? addressOf(dst) : 0;
-    this.ps = fns ? addressOf(src) : 0;
-    this.memmove = fns && this.pd !== 0 && this.ps !== 0 ? fns.memmove : null;
+    this.d = unshared(dst);
+    this.s = src === dst ? this.d : unshared(src);
   }
 
   /** Copies the `n` bytes at `src[si]` to `dst[di]`; a RangeError when a span is out of bounds. */
   copy(di: number, si: number, n: number): void {
     if (n <= 0) return;
-    const dst = this.dst, src = this.src;
-    if (di < 0 || si < 0 || di + n > dst.length || si + n > src.length) {
+    const d = this.d, s = this.s;
+    if (di < 0 || si < 0 || di + n > d.length || si + n > s.length) {
       throw new RangeError(`copy: span of ${n} from ${si} to ${di} is outside the arrays`);
     }
-    if (n >= FFI_MIN_COPY_BYTES && this.memmove) {
-      this.memmove(BigInt(this.pd + di), BigInt(this.ps + si), n);
-    } else if (dst === src) dst.copyWithin(di, si, si + n);
-    else dst.set(src.subarray(si, si + n), di);
+    if (d === s) d.copyWithin(di, si, si + n);
+    else d.set(s.subarray(si, si + n), di);
   }
 }
 
-/** `bytes.copyWithin(target, start, end)`, through libc when long and on shared memory. */
+/** `bytes.copyWithin(target, start, end)`, through an {@link unshared} view. */
 export function moveWithin(bytes: Uint8Array, target: number, start: number, end: number): void {
   new SpanCopier(bytes, bytes).copy(target, start, end - start);
 }

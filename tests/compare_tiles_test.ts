@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "@rxfb/assert";
 import { ShadowFramebuffer } from "../pipeline/compare_tiles.ts";
 import type { Framebuffer } from "../pipeline/framebuffer.ts";
-import { bytesEqual, moveWithin, SpanCopier } from "../pipeline/memcmp.ts";
+import { bytesEqual, moveWithin, SpanCopier, unshared } from "../pipeline/memcmp.ts";
 import {
   bytesPerPixel,
   type PixelFormat,
@@ -66,7 +66,22 @@ Deno.test("bytesEqual: a span outside either array is a RangeError", () => {
   assert(threw);
 });
 
-Deno.test("SpanCopier / moveWithin: on shared memory (libc) as set / copyWithin, overlapping both ways", () => {
+Deno.test("unshared: a plain view over the same shared memory, of the same type; writes show both ways", () => {
+  const sab = new SharedArrayBuffer(64);
+  for (const v of [new Uint8Array(sab, 8, 16), new Uint32Array(sab, 16, 8), new Int32Array(sab)]) {
+    const a = unshared(v);
+    assert(!(a.buffer instanceof SharedArrayBuffer), `${v.constructor.name}: not shared`);
+    assertEquals([a.constructor, a.length], [v.constructor, v.length]);
+    v[1] = 5;
+    a[2] = 7;
+    assertEquals([a[1], v[2]], [5, 7]);
+    assert(unshared(v) === a, "one alias per view");
+  }
+  const plain = new Uint8Array(8);
+  assert(unshared(plain) === plain, "a plain view is its own");
+});
+
+Deno.test("SpanCopier / moveWithin: on shared memory as set / copyWithin, overlapping both ways", () => {
   const rnd = prng(7);
   const N = 64 * 1024;
   const sharedSrc = new Uint8Array(new SharedArrayBuffer(N)), plainSrc = new Uint8Array(N);

@@ -18,6 +18,7 @@
 import type { DrawTarget } from "./workloads.ts";
 import { KERNEL_SIMD } from "../../../pipeline/wasm/video_kernel.ts";
 import { instantiate, memoryView } from "../../../pipeline/wasm/instantiate.ts";
+import { unshared } from "../../../pipeline/memcmp.ts";
 
 /** Pixels per band: 64 KiB, one page of the module's memory. */
 export const VIDEO_BAND_PIXELS = 16384;
@@ -73,7 +74,8 @@ export class WasmVideo {
       this.#view = view;
       this.#words = new Uint32Array(view.buffer);
     }
-    const words = this.#words, px = t.px, stride = t.strideWords, video = this.#k.video;
+    // A plain view of a guest's shared memory: V8 copies into shared memory 8 bytes at a time.
+    const words = this.#words, px = unshared(t.px), stride = t.strideWords, video = this.#k.video;
     for (let v = va; v < vb; v += rows) {
       const k = Math.min(rows, vb - v);
       video(0, pitch * 4, n | 0, ua, ub, v, v + k);

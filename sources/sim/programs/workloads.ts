@@ -22,7 +22,7 @@
 
 import type { Rect } from "../../../pipeline/rect.ts";
 import type { InputEvent } from "../../../pipeline/events.ts";
-import { moveWithin } from "../../../pipeline/memcmp.ts";
+import { unshared } from "../../../pipeline/memcmp.ts";
 import { wasmVideo } from "./video_wasm.ts";
 
 /** Where a program draws: `px[y * strideWords + x]` is pixel (x, y), `0x00RRGGBB`. */
@@ -325,9 +325,8 @@ class Scroll implements GuestProgram {
       // Frame n is frame n-1 moved up one text row (16 pixel rows) with a new
       // last row. Old row 0 (under the stamp) is overwritten by old row 1.
       if (rows >= 2) {
-        // (libc's memmove on a guest's shared memory: twice as fast as copyWithin there)
-        const bytes = new Uint8Array(px.buffer, px.byteOffset, px.byteLength);
-        moveWithin(bytes, 0, 64 * strideWords, ((16 * rows - 1) * strideWords + width) * 4);
+        // Through a plain view of a guest's shared memory: twice as fast there (memcmp.ts).
+        unshared(px).copyWithin(0, 16 * strideWords, (16 * rows - 1) * strideWords + width);
       }
       this.drawLine(t, rows - 1, (n + rows - 1) >>> 0);
     } else {
