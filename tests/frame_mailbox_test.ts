@@ -87,13 +87,14 @@ Deno.test("FrameMailbox: a vCPU in a Worker runs frame by frame, and stops when 
   }
 });
 
-Deno.test("FrameMailbox.sleep: the vCPU's futex sleep lasts its time, and ends early on mail, done or stop", async () => {
+Deno.test("FrameMailbox.sleep: the vCPU's futex sleep lasts its time, and ends early on mail, stop, or done when asked for", async () => {
   const w = new Worker(new URL("./fixtures/mailbox_waker.ts", import.meta.url), { type: "module" });
   const next = () => new Promise<string>((resolve) => w.onmessage = (e) => resolve(e.data));
   try {
     assertEquals(await next(), "ready");
     for (const what of ["mail", "done", "stop"] as const) {
       const vcpu = new FrameMailbox();
+      vcpu.wantsDone(what === "done");
       const wakes = vcpu.wakes, mails = vcpu.mails;
       const armed = next();
       w.postMessage({ sab: vcpu.sab, what, afterMs: 50 });
@@ -110,6 +111,13 @@ Deno.test("FrameMailbox.sleep: the vCPU's futex sleep lasts its time, and ends e
     let t = performance.now();
     box.sleep(box.wakes, 40);
     assert(performance.now() - t >= 35, "slept its time");
+    // A frame handled while the vCPU sleeps until its next frame is due: no wake-up.
+    const armed = next();
+    w.postMessage({ sab: box.sab, what: "done", afterMs: 20 });
+    assertEquals(await armed, "armed");
+    t = performance.now();
+    box.sleep(box.wakes, 300);
+    assert(performance.now() - t >= 250, "a handled frame woke a vCPU that did not ask");
     // A wake-up between reading `wakes` and sleeping is not lost: the sleep ends at once.
     const wakes = box.wakes;
     new FrameMailbox(box.sab).mail();

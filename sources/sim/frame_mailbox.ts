@@ -46,6 +46,7 @@ const STOP = 8; // 1: the kernel stopped listening
 const DONE = 9; // the value of POSTED when the kernel last finished handling what it took
 const WAKE = 10; // bumped whenever a vCPU sleeping in sleep() should look up (done, stop, mail)
 const MAIL = 11; // bumped when the kernel posted the vCPU's Worker a message
+const WANTS_DONE = 12; // 1 while a vCPU sleeps until the kernel handled its frames
 const RECTS = 16;
 
 /** A frame as the kernel takes it. */
@@ -130,11 +131,24 @@ export class FrameMailbox {
     return size ? { n, rects, size } : { n, rects };
   }
 
-  /** Kernel: everything taken so far has been handled (wakes {@link waitTaken} and {@link sleep}). */
+  /**
+   * Kernel: everything taken so far has been handled (wakes {@link waitTaken},
+   * and {@link sleep} when the vCPU said it {@link wantsDone}; a vCPU asleep
+   * until its next frame is due is left asleep).
+   */
   done(): void {
     Atomics.store(this.i32, DONE, Atomics.load(this.i32, TAKEN));
     Atomics.notify(this.i32, DONE);
-    this.wake();
+    if (Atomics.load(this.i32, WANTS_DONE)) this.wake();
+  }
+
+  /**
+   * vCPU: whether a {@link done} should end its {@link sleep}. Set it before
+   * reading {@link wakes} and checking {@link allDone}: then a frame handled
+   * in between is never missed.
+   */
+  wantsDone(on: boolean): void {
+    Atomics.store(this.i32, WANTS_DONE, on ? 1 : 0);
   }
 
   /**
@@ -163,8 +177,8 @@ export class FrameMailbox {
 
   /**
    * vCPU: blocks the thread for up to `ms` milliseconds, or less once the
-   * kernel handles a frame, stops or mails (any wake-up after `wakes` was
-   * read). A futex wait: on a Worker it costs a third of what a timer does,
+   * kernel stops, mails or (see {@link wantsDone}) handles a frame: any
+   * wake-up after `wakes` was read. A futex wait: on a Worker it costs a third of what a timer does,
    * whose every turn of the event loop runs far more code (0.09 against
    * 0.27 ms of CPU a wake-up here, 60 times a second).
    */

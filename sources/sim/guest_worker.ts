@@ -110,6 +110,7 @@ function frame() {
     // then see a torn frame now and then), but the simulator serves the standard workloads to
     // be measured, and a torn frame is not the workload's (the C harnesses of the peer rig do
     // not tear either). A late frame is drawn at once, as the pacing rule says.
+    box.wantsDone(true);
     const wakes = box.wakes;
     if (!box.allDone()) {
       const now = performance.now();
@@ -120,6 +121,7 @@ function frame() {
       box.sleep(wakes, yieldAt - now);
       continue;
     }
+    box.wantsDone(false); // asleep until the next frame is due, a handled frame is no news
     if (program.dueMs && program.dueMs(n) === undefined) return; // the program has finished
     const rects = program.drawFrame(scratch ?? target, n, nowUs);
     if (scratch && rects.length) publish(rects);
