@@ -47,13 +47,28 @@ import type { Rect } from "./rect.ts";
 export const DEFAULT_TILE = 32;
 
 /**
+ * Rows of slack a shadow takes (as a share of its height) once it is moved by
+ * whole rows: a vertical move of the whole width is then a change of the
+ * row its view starts at, not a copy of the frame (see {@link ShadowFramebuffer.moveRows}).
+ */
+const SLACK_SHARE = 0.5;
+
+/**
  * A private copy of a framebuffer's pixels, in its format, rows packed
  * (`stride = width * bytes per pixel`). Usable wherever a Framebuffer is.
+ *
+ * Its rows lie in a larger buffer once it has been scrolled ({@link moveRows}):
+ * `bytes` is then a view that starts further down (or up) that buffer, so read
+ * `bytes` anew after a move rather than keeping it.
  */
 export class ShadowFramebuffer implements Framebuffer {
   readonly stride: number;
-  readonly bytes: Uint8Array;
   private readonly bpp: number;
+  /** The rows, with slack above and below once moved. */
+  private backing: Uint8Array;
+  /** The backing row that is row 0 of the shadow. */
+  private base = 0;
+  private view: Uint8Array;
   // Per tile column of the band being compared: first differing row, or -1.
   private firstRow = new Int32Array(0);
   // Comparer of the framebuffer last refreshed from (its bytes stay the same view).
@@ -67,7 +82,12 @@ export class ShadowFramebuffer implements Framebuffer {
   ) {
     this.bpp = bytesPerPixel(format);
     this.stride = width * this.bpp;
-    this.bytes = new Uint8Array(this.stride * height);
+    this.backing = this.view = new Uint8Array(this.stride * height);
+  }
+
+  /** The pixels: `stride * height` bytes, row 0 first. */
+  get bytes(): Uint8Array {
+    return this.view;
   }
 
   /** A (black) shadow of the same size and format as `fb`. */
@@ -106,7 +126,7 @@ export class ShadowFramebuffer implements Framebuffer {
     const c = this.clip(r);
     if (!c) return;
     const bpp = this.bpp, src = fb.bytes, dst = this.bytes;
-    if (this.cmp?.a !== src) this.cmp = new SpanComparer(src, dst);
+    if (this.cmp?.a !== src || this.cmp.b !== dst) this.cmp = new SpanComparer(src, dst);
     const cmp = this.cmp, copier = this.copierFor(src);
     const x0 = c.x, x1 = c.x + c.w;
     const col0 = Math.floor(x0 / tile), cols = Math.floor((x1 - 1) / tile) - col0 + 1;
@@ -186,27 +206,72 @@ export class ShadowFramebuffer implements Framebuffer {
    * Moves pixels within the shadow, as a CopyRect does on the viewer: rows
    * `[y0 + dy, y1 + dy)` of columns `[x, x + w)` to rows `[y0, y1)`. Both
    * bands must lie inside the shadow.
+   *
+   * A move of whole rows that are most of the shadow (a scrolling terminal)
+   * copies no pixels of the band: the shadow's view starts `dy` rows further
+   * into its buffer, and only the rows outside the band are copied to keep
+   * their place. Once the view reaches an end of the buffer it is copied back
+   * to the middle, one frame's copy every few dozen moves.
    */
   moveRows(x: number, w: number, y0: number, y1: number, dy: number): void {
     if (
       x < 0 || w <= 0 || x + w > this.width || y0 < 0 || y1 > this.height ||
       y0 + dy < 0 || y1 + dy > this.height
     ) throw new RangeError(`moveRows: rows ${y0}..${y1} by ${dy} outside the shadow`);
-    const bpp = this.bpp, n = w * bpp, b = this.copierFor(this.bytes);
+    const bpp = this.bpp, n = w * bpp, stride = this.stride, band = y1 - y0;
+    if (dy === 0 || band <= 0) return;
+    if (x === 0 && w === this.width && Math.abs(dy) < band && band * 2 > this.height) {
+      this.shiftView(y0, y1, dy);
+      return;
+    }
+    const b = this.copierFor(this.bytes);
     if (x === 0 && w === this.width) {
-      b.copy(y0 * this.stride, (y0 + dy) * this.stride, (y1 - y0) * this.stride);
+      b.copy(y0 * stride, (y0 + dy) * stride, band * stride);
       return;
     }
     // Row by row, in the order that never overwrites a row still to be read.
     const step = dy > 0 ? 1 : -1;
     for (let y = dy > 0 ? y0 : y1 - 1; y >= y0 && y < y1; y += step) {
-      b.copy(y * this.stride + x * bpp, (y + dy) * this.stride + x * bpp, n);
+      b.copy(y * stride + x * bpp, (y + dy) * stride + x * bpp, n);
     }
+  }
+
+  /**
+   * {@link moveRows} of whole rows by moving the view (`|dy| < y1 - y0`): the
+   * band's rows are where the view's rows `y0 .. y1` will be; the rows above
+   * and below it are copied along so they stay put.
+   */
+  private shiftView(y0: number, y1: number, dy: number): void {
+    const h = this.height, stride = this.stride;
+    const rows = this.backing.length / stride;
+    if (rows === h) {
+      // First move: room for the view to travel (only shadows that scroll pay for it).
+      const slack = Math.max(2 * Math.abs(dy), Math.ceil(h * SLACK_SHARE));
+      const grown = new Uint8Array((h + slack) * stride);
+      const mid = slack >> 1;
+      grown.set(this.view, mid * stride);
+      this.backing = grown;
+      this.base = mid;
+    } else if (this.base + dy < 0 || this.base + dy + h > rows) {
+      // At an end: back to the middle (one copy of the frame).
+      const mid = (rows - h) >> 1;
+      this.backing.copyWithin(mid * stride, this.base * stride, (this.base + h) * stride);
+      this.base = mid;
+    }
+    const b = this.backing, base = this.base, nb = base + dy;
+    // The rows outside the band keep their place: from base + y to nb + y. The two runs
+    // neither overlap the band's new place nor each other's sources (|dy| < band).
+    if (y0 > 0) b.copyWithin(nb * stride, base * stride, (base + y0) * stride);
+    if (y1 < h) b.copyWithin((nb + y1) * stride, (base + y1) * stride, (base + h) * stride);
+    this.base = nb;
+    this.view = b.subarray(nb * stride, (nb + h) * stride);
   }
 
   /** The copier from `src` into the shadow (kept while the source is the same). */
   private copierFor(src: Uint8Array): SpanCopier {
-    if (this.copier?.src !== src) this.copier = new SpanCopier(this.bytes, src);
+    if (this.copier?.src !== src || this.copier.dst !== this.bytes) {
+      this.copier = new SpanCopier(this.bytes, src);
+    }
     return this.copier;
   }
 

@@ -249,11 +249,12 @@ Deno.test("ShadowFramebuffer.moveRows: as a CopyRect, up and down, full width an
   for (const [x, cw] of [[0, w], [7, 20]]) {
     for (const dy of [3, -3, 17, -17]) {
       const s = new ShadowFramebuffer(w, h, XRGB8888);
-      const px = new Uint32Array(s.bytes.buffer);
-      for (let i = 0; i < px.length; i++) px[i] = i;
-      const old = px.slice();
+      const before = new Uint32Array(s.bytes.buffer, s.bytes.byteOffset, w * h);
+      for (let i = 0; i < before.length; i++) before[i] = i;
+      const old = before.slice();
       const y0 = Math.max(0, -dy) + 2, y1 = Math.min(h, h - dy) - 1;
       s.moveRows(x, cw, y0, y1, dy);
+      const px = new Uint32Array(s.bytes.buffer, s.bytes.byteOffset, w * h); // the view may move
       for (let y = 0; y < h; y++) {
         for (let xx = 0; xx < w; xx++) {
           const inside = xx >= x && xx < x + cw && y >= y0 && y < y1;
@@ -262,6 +263,38 @@ Deno.test("ShadowFramebuffer.moveRows: as a CopyRect, up and down, full width an
         }
       }
     }
+  }
+});
+
+Deno.test("ShadowFramebuffer.moveRows: hundreds of scrolls (the view moving through its buffer) equal row copies", () => {
+  const rnd = prng(23);
+  const w = 24, h = 60;
+  const s = new ShadowFramebuffer(w, h, XRGB8888);
+  const ref = new Uint32Array(w * h);
+  let next = 1;
+  const words = () => new Uint32Array(s.bytes.buffer, s.bytes.byteOffset, w * h);
+  words().set(ref.map(() => next++));
+  ref.set(words());
+  for (let round = 0; round < 400; round++) {
+    // Mostly whole-width scrolls of most rows (the view moves), now and then the others.
+    const full = rnd() < 0.8;
+    const x = full ? 0 : (rnd() * 10) | 0, cw = full ? w : 1 + ((rnd() * (w - x - 1)) | 0);
+    const up = rnd() < 0.6 ? 1 : -1;
+    const dy = up * (1 + ((rnd() * 12) | 0));
+    const y0 = Math.max(0, -dy) + ((rnd() * 4) | 0), y1 = Math.min(h, h - dy) - ((rnd() * 4) | 0);
+    if (y1 <= y0) continue;
+    s.moveRows(x, cw, y0, y1, dy);
+    const old = ref.slice();
+    for (let y = y0; y < y1; y++) {
+      for (let xx = x; xx < x + cw; xx++) ref[y * w + xx] = old[(y + dy) * w + xx];
+    }
+    // Fresh pixels in a few rows, as a guest's new line.
+    const got = words();
+    for (let k = 0; k < 3; k++) {
+      const i = (rnd() * w * h) | 0;
+      got[i] = ref[i] = next++;
+    }
+    assertEquals(words(), ref, `round ${round}: rows ${y0}..${y1} by ${dy}, columns ${x}+${cw}`);
   }
 });
 
