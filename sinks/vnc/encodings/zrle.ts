@@ -173,15 +173,25 @@ export class ZRLEEncoder implements RectEncoder {
     const trimTo = this.bufUse.use(bound, this.buf.length);
     if (this.buf.length < bound) this.buf = new Uint8Array(Math.max(bound, this.buf.length * 2));
     else if (trimTo) this.buf = new Uint8Array(trimTo);
+    const buf = this.buf, tile = this.tile, shift = cp.shift;
+    // 32 bpp blocks are read in place; others are copied first (one element type for twoColour).
+    const inPlace = block.bpp === 4 ? block.px as Int32Array : undefined;
     let o = 0, rawBytes = 0;
     for (let ty = 0; ty < r.h; ty += TILE) {
       const th = Math.min(TILE, r.h - ty);
       for (let tx = 0; tx < r.w; tx += TILE) {
         const tw = Math.min(TILE, r.w - tx);
-        ClientPixels.copyTile(block, tx, ty, tw, th, this.tile, cp.shift);
         const start = o;
-        o = this.encodeTile(tw, th, cps, o);
-        if (this.buf[start] === 0) rawBytes += o - start;
+        if (inPlace) {
+          const at = block.at + ty * block.stride + tx, st = block.stride, m = block.mask;
+          const end = twoColour(inPlace, at, st, m, shift, tw, th, cps, buf, o);
+          o = end >= 0 ? end : this.encodeTile(inPlace, at, st, m, shift, tw, th, cps, o);
+        } else {
+          ClientPixels.copyTile(block, tx, ty, tw, th, tile, shift);
+          const end = twoColour(tile, 0, tw, -1, 0, tw, th, cps, buf, o);
+          o = end >= 0 ? end : this.encodeTile(tile, 0, tw, -1, 0, tw, th, cps, o);
+        }
+        if (buf[start] === 0) rawBytes += o - start;
       }
     }
     return { data: this.buf.subarray(0, o), rawBytes };
@@ -247,8 +257,22 @@ export class ZRLEEncoder implements RectEncoder {
     return this.hIdx[s];
   }
 
-  /** Encodes `this.tile` (tw x th) into `this.buf` at `o`; returns the new offset. */
-  private encodeTile(tw: number, th: number, cps: number, o: number): number {
+  /**
+   * Encodes a tile (tw x th) into `this.buf` at `o`; returns the new offset. Pixel
+   * (i, j) is `(px[at + j * stride + i] & mask) >>> shift`; the analysis copies
+   * the pixels into `this.tile` as it reads them, for the output passes.
+   */
+  private encodeTile(
+    px: Int32Array,
+    at: number,
+    stride: number,
+    mask: number,
+    shift: number,
+    tw: number,
+    th: number,
+    cps: number,
+    o: number,
+  ): number {
     const t = this.tile, n = tw * th, buf = this.buf;
     this.gen = (this.gen + 1) >>> 0;
     if (this.gen === 0) {
@@ -261,30 +285,63 @@ export class ZRLEEncoder implements RectEncoder {
     const rawSize = n * cps;
     // Once the palette is full, plain RLE (>= cps + 1 bytes a run) loses to raw past this.
     const runLimit = Math.floor(rawSize / (cps + 1));
-    let prev = t[0];
+    let prev = ((px[at] & mask) >>> shift) | 0, other = prev;
     this.lookup(prev);
-    let runs = 1, runStart = 0, lenBytes = 0, singles = 0, overflow = false, cut = false;
-    for (let i = 1; i < n; i++) {
-      const v = t[i];
-      if (v === prev) continue;
-      const len = i - runStart;
-      lenBytes += 1 + ((len - 1) / 255 | 0);
-      if (len === 1) singles++;
-      runs++;
-      runStart = i;
-      prev = v;
-      if (!overflow) {
-        if (this.lookup(v) < 0) overflow = true;
-      } else if (runs > runLimit) {
-        cut = true;
-        break;
+    // `longs`: the extra 255 bytes of runs longer than 255.
+    let runs = 1, runStart = 0, longs = 0, singles = 0, overflow = false, cut = false;
+    let k = 0; // pixel number in the tile
+    rows: for (let j = 0; j < th; j++) {
+      for (let i = at + j * stride, end = i + tw; i < end; i++, k++) {
+        const v = ((px[i] & mask) >>> shift) | 0;
+        t[k] = v;
+        if (v === prev) continue;
+        const len = k - runStart;
+        if (len === 1) singles++;
+        else if (len > 255) longs += (len - 1) / 255 | 0;
+        runs++;
+        runStart = k;
+        // The colour of the run before the previous one is in the palette: alternations skip the hash.
+        const seen = v === other;
+        other = prev;
+        prev = v;
+        if (!seen && this.lookup(v) < 0) {
+          overflow = true;
+          break rows;
+        }
+      }
+    }
+    // The palette is full: only plain RLE can still beat raw; count runs up to runLimit.
+    for (k++; overflow && k < n;) {
+      const x = k % tw, e = k + tw - x;
+      for (let i = at + (k - x) / tw * stride + x; k < e; i++) {
+        const v = ((px[i] & mask) >>> shift) | 0;
+        t[k++] = v;
+        if (v === prev) continue;
+        const len = k - 1 - runStart;
+        if (len > 255) longs += (len - 1) / 255 | 0;
+        runs++;
+        runStart = k - 1;
+        prev = v;
+        if (runs > runLimit) {
+          cut = true;
+          break;
+        }
+      }
+      if (cut) break;
+    }
+    // Plain RLE lost too: raw it is; copy the rest for it.
+    for (; cut && k < n;) {
+      const x = k % tw, e = k + tw - x;
+      for (let i = at + (k - x) / tw * stride + x; k < e; i++) {
+        t[k++] = ((px[i] & mask) >>> shift) | 0;
       }
     }
     if (!cut) {
       const len = n - runStart;
-      lenBytes += 1 + ((len - 1) / 255 | 0);
       if (len === 1) singles++;
+      else if (len > 255) longs += (len - 1) / 255 | 0;
     }
+    const lenBytes = runs + longs;
 
     const pal = overflow ? 0 : this.palSize;
     if (pal === 1) {
@@ -351,14 +408,22 @@ export class ZRLEEncoder implements RectEncoder {
       }
       return o;
     }
-    // Palette RLE.
+    // Palette RLE; indices of the last two colours are kept (alternations skip the hash).
     for (let p = 0; p < pal; p++) o = putC(buf, o, this.palette[p], cps);
-    let i = 0;
-    while (i < n) {
+    let c1 = t[0], x1 = 0, c2 = c1, x2 = 0;
+    for (let i = 0; i < n;) {
       const v = t[i];
       let j = i + 1;
       while (j < n && t[j] === v) j++;
-      const ix = this.indexOf(v);
+      let ix: number;
+      if (v === c1) ix = x1;
+      else {
+        ix = v === c2 ? x2 : this.indexOf(v);
+        c2 = c1;
+        x2 = x1;
+        c1 = v;
+        x1 = ix;
+      }
       if (j - i === 1) buf[o++] = ix;
       else {
         buf[o++] = ix | 128;
@@ -376,7 +441,8 @@ export class ZRLEEncoder implements RectEncoder {
     const bits = pal === 2 ? 1 : pal <= 4 ? 2 : 4;
     const perByte = 8 / bits;
     const p0 = this.palette[0];
-    let prev = t[0], ix = this.indexOf(prev);
+    // Indices of the last two colours seen.
+    let c1 = t[0], x1 = 0, c2 = c1, x2 = 0;
     for (let j = 0, i = 0; j < th; j++) {
       for (let x = 0; x < tw; x += perByte) {
         const m = Math.min(perByte, tw - x);
@@ -386,11 +452,14 @@ export class ZRLEEncoder implements RectEncoder {
         } else {
           for (let k = 0; k < m; k++) {
             const v = t[i++];
-            if (v !== prev) {
-              prev = v;
-              ix = this.indexOf(v);
+            if (v !== c1) {
+              const ix = v === c2 ? x2 : this.indexOf(v);
+              c2 = c1;
+              x2 = x1;
+              c1 = v;
+              x1 = ix;
             }
-            acc = (acc << bits) | ix;
+            acc = (acc << bits) | x1;
           }
         }
         buf[o++] = acc << ((perByte - m) * bits);
@@ -424,6 +493,71 @@ export function zlibPlan(
   if (!rawHeavy) return { level, strategy: "default", measure: false };
   if (level <= STORE_MAX_LEVEL && store()) return { level: 0, strategy: "default", measure: false };
   return { level, strategy: level <= RLE_MAX_LEVEL ? "rle" : "default", measure: true };
+}
+
+/**
+ * Encodes a tile that is solid, or of two colours with so many runs that packed
+ * (1 bit/px) is surely the smallest, into `buf` at `o`; returns the new offset,
+ * or -1 for any other tile. Pixel (i, j) is `(px[at + j * stride + i] & mask) >>> shift`.
+ * Branch-free per pixel: text tiles change colour too often for branches to predict.
+ */
+function twoColour(
+  px: Int32Array,
+  at: number,
+  stride: number,
+  mask: number,
+  shift: number,
+  tw: number,
+  th: number,
+  cps: number,
+  buf: Uint8Array,
+  o: number,
+): number {
+  const c0 = ((px[at] & mask) >>> shift) | 0;
+  let c1 = c0;
+  find: for (let j = 0; j < th; j++) {
+    for (let i = at + j * stride, end = i + tw; i < end; i++) {
+      const v = ((px[i] & mask) >>> shift) | 0;
+      if (v !== c0) {
+        c1 = v;
+        break find;
+      }
+    }
+  }
+  if (c1 === c0) {
+    buf[o] = 1;
+    return putC(buf, o + 1, c0, cps);
+  }
+  const rowBytes = (tw + 7) >> 3, packedBytes = th * rowBytes;
+  if (2 * cps + packedBytes >= tw * th * cps) return -1;
+  // Bit b tells c0 from c1; a pixel's index is bit b of it xor that of c0.
+  const d = c0 ^ c1, b = 31 - Math.clz32(d & -d), f0 = (c0 >>> b) & 1;
+  let q = o + 1 + 2 * cps, bad = 0, changes = 0, prev = 0;
+  for (let j = 0; j < th; j++) {
+    const row = at + j * stride;
+    for (let x = 0; x < tw; x += 8) {
+      const m = Math.min(8, tw - x);
+      let acc = 0;
+      for (let i = row + x, end = i + m; i < end; i++) {
+        const v = ((px[i] & mask) >>> shift) | 0;
+        const bit = ((v >>> b) ^ f0) & 1;
+        bad |= v ^ c0 ^ (-bit & d);
+        changes += bit ^ prev;
+        prev = bit;
+        acc = (acc << 1) | bit;
+      }
+      buf[q++] = acc << (8 - m);
+    }
+    if (bad !== 0) return -1;
+    // Too few runs so far for packed to be sure (as on the stamp's blocks): leave it to the analysis.
+    if (j >= 3 && changes < (j + 1) * rowBytes) return -1;
+  }
+  // Palette RLE is at least 2 * cps + runs bytes, plain RLE more: packed wins
+  // outright past packedBytes runs; below that, the full analysis decides.
+  if (changes + 1 <= packedBytes) return -1;
+  buf[o] = 2;
+  putC(buf, putC(buf, o + 1, c0, cps), c1, cps);
+  return q;
 }
 
 /** Writes a CPIXEL: the low `size` bytes of `v`, least significant first. */
