@@ -13,17 +13,20 @@
  * @module
  */
 
-/** One look at a process's threads: CPU nanoseconds by thread name, and in all. */
+/** One look at a process's threads: CPU nanoseconds by thread name, by thread, and in all. */
 export interface ThreadSample {
   /** performance.now() when taken. */
   at: number;
   total: number;
   byName: Record<string, number>;
+  /** Each thread's name and CPU nanoseconds, by thread id. */
+  byTid: Map<number, { name: string; ns: number }>;
 }
 
 /** The CPU nanoseconds of each thread of `pid`, by name; undefined once it has gone. */
 export function sampleThreads(pid: number): ThreadSample | undefined {
   const byName: Record<string, number> = {};
+  const byTid = new Map<number, { name: string; ns: number }>();
   let total = 0;
   try {
     for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
@@ -33,6 +36,7 @@ export function sampleThreads(pid: number): ThreadSample | undefined {
         );
         const name = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/comm`).trim();
         byName[name] = (byName[name] ?? 0) + ns;
+        byTid.set(Number(t.name), { name, ns });
         total += ns;
       } catch {
         // the thread ended between the listing and the read
@@ -41,7 +45,7 @@ export function sampleThreads(pid: number): ThreadSample | undefined {
   } catch {
     return undefined;
   }
-  return { at: performance.now(), total, byName };
+  return { at: performance.now(), total, byName, byTid };
 }
 
 /** The first process whose command line contains `needle`, if any. */
@@ -96,12 +100,18 @@ export function watchThreads(
       if (!last) return undefined;
       const from = samples.find((s) => s.at >= last.at - windowS * 1000);
       if (!from || from === last) return undefined;
-      const guest = (s: ThreadSample) =>
-        Object.entries(s.byName).reduce((a, [k, v]) => a + (isGuest(k) ? v : 0), 0);
-      const all = last.total - from.total;
+      // Thread by thread: one that ended in the window drops out of both sums (a sum by name
+      // would lose its whole CPU, and a thread inherits its creator's name), one that started
+      // counts from zero.
+      let all = 0, guest = 0;
+      for (const [tid, t] of last.byTid) {
+        const d = t.ns - (from.byTid.get(tid)?.ns ?? 0);
+        all += d;
+        if (isGuest(t.name)) guest += d;
+      }
       if (!(all > 0)) return undefined;
       return {
-        guestShare: (guest(last) - guest(from)) / all,
+        guestShare: guest / all,
         samples: samples.filter((s) => s.at >= from.at).length,
       };
     },

@@ -50,6 +50,10 @@ Deno.test({
       );
       const b = sampleThreads(Deno.pid)!;
       assert(b.total >= b.byName["guest-dom47"], "a thread's time is part of the total");
+      // Thread by thread too (what watchThreads sums, so that threads ending do not count).
+      const guests = [...b.byTid.values()].filter((t) => t.name === "guest-dom47");
+      assert(guests.length >= 1, "the guest's thread by its id");
+      assertEquals(guests.reduce((n, t) => n + t.ns, 0), b.byName["guest-dom47"]);
     } finally {
       await r.stop();
     }
