@@ -12,18 +12,7 @@ import {
 } from "../pipeline/pixel_format.ts";
 import type { Rect } from "../pipeline/rect.ts";
 import { Region } from "../pipeline/region.ts";
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from "./prng.ts";
 
 /** A framebuffer with padding at the end of each row (stride > width * Bpp), at an odd offset. */
 function framebuffer(w: number, h: number, format: PixelFormat, pad: number): Framebuffer {

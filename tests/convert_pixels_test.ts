@@ -19,6 +19,7 @@ import {
   XRGB8888,
 } from "../pipeline/pixel_format.ts";
 import { type Rect, rect } from "../pipeline/rect.ts";
+import { mulberry32 } from "./prng.ts";
 
 // ---------------------------------------------------------------------------
 // Reference: one pixel at a time, plain arithmetic, no tables, no bit tricks.
@@ -93,19 +94,6 @@ function refConvert(
       refWrite(out, outOffset + j * outStride + i * dn, dn, d.bigEndian, refPixel(v, s, d));
     }
   }
-}
-
-// ---------------------------------------------------------------------------
-// Seeded randomness
-
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = seed;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const NAMED: PixelFormat[] = [

@@ -4,17 +4,7 @@ import type { Framebuffer } from "../pipeline/framebuffer.ts";
 import { bytesEqual } from "../pipeline/memcmp.ts";
 import { bytesPerPixel, type PixelFormat, RGB565, XRGB8888 } from "../pipeline/pixel_format.ts";
 import { createWorkload } from "../sources/sim/programs/workloads.ts";
-
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from "./prng.ts";
 
 function blank(w: number, h: number, format: PixelFormat = XRGB8888): Framebuffer {
   const stride = w * bytesPerPixel(format) + 8;

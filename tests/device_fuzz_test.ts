@@ -34,6 +34,7 @@ import { PAGE_SIZE } from "../sources/platform.ts";
 import { SimGuest } from "../sources/sim/guest.ts";
 import { SimXen } from "../sources/sim/platform.ts";
 import { waitFor } from "./helpers.ts";
+import { mulberry32 } from "./prng.ts";
 
 /** A numeric setting from the environment (unset, unreadable or not a number: `fallback`). */
 function setting(name: string, fallback: number): number {
@@ -54,18 +55,6 @@ const SEED = setting("RXFB_FUZZ_SEED", (Date.now() ^ (Math.random() * 2 ** 32)) 
 const MAX_FB_BYTES = 128 << 20;
 const OUT_CONS = XENFB_PAGE.out_cons / 4, OUT_PROD = XENFB_PAGE.out_prod / 4;
 const RING = XENFB_OUT_RING_LEN;
-
-/** mulberry32: a small seeded PRNG, so a failing run replays exactly. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Logs nothing; counts what the backend says, keeps errors and the last lines. */
 function tallyLogger() {

@@ -1,24 +1,13 @@
 import { assert, assertEquals, assertThrows } from "@rxfb/assert";
 import { area, type Rect, rect } from "../pipeline/rect.ts";
 import { Region } from "../pipeline/region.ts";
+import { mulberry32 } from "./prng.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Brute-force model: a pixel mask over [-LO, SIZE - LO) in both axes.
 
 const LO = 20;
 const SIZE = 100;
-
-/** Tiny seeded PRNG (mulberry32), so failures reproduce. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Mask = Uint8Array;
 const newMask = (): Mask => new Uint8Array(SIZE * SIZE);

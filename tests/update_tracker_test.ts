@@ -16,17 +16,7 @@ import {
   type PendingUpdate,
   UpdateTracker,
 } from "../sinks/vnc/update_tracker.ts";
-
-function prng(seed: number) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from "./prng.ts";
 
 const W = 96, H = 80;
 

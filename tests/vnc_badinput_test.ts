@@ -15,6 +15,7 @@ import { convertPixels } from "../pipeline/convert_pixels.ts";
 import { paintTestPicture, type VncRig, vncRig } from "./vnc_rig.ts";
 import { concat, msg, pixelValues, RfbClient } from "./client_rfb.ts";
 import { sleep, until } from "./client_tools.ts";
+import { mulberry32 as prng } from "./prng.ts";
 
 const enc = new TextEncoder();
 
@@ -325,18 +326,6 @@ Deno.test("badinput: a client that stops reading does not hold up another client
 });
 
 // ---------------------------------------------------------------- fuzzing
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FORMATS: PixelFormat[] = [
   XRGB8888,

@@ -33,6 +33,7 @@ import {
 } from "../pipeline/pixel_format.ts";
 import type { Rect } from "../pipeline/rect.ts";
 import { createWorkload } from "../sources/sim/programs/workloads.ts";
+import { mulberry32 as rng } from "./prng.ts";
 
 // ---------------------------------------------------------------------------
 // Client pixel formats
@@ -72,18 +73,6 @@ const ZRLE_FORMATS: [string, PixelFormat][] = [
 
 // ---------------------------------------------------------------------------
 // Framebuffers
-
-/** mulberry32: a small deterministic PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Kind = "solid" | "few" | "gradient" | "noise" | "text" | "mixed";
 const KINDS: Kind[] = ["solid", "few", "gradient", "noise", "text", "mixed"];

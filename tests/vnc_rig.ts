@@ -4,6 +4,7 @@ import { SimGuest, type SimGuestOptions } from "../sources/sim/guest.ts";
 import { SimXen } from "../sources/sim/platform.ts";
 import { serveVnc, type VncOptions, type VncService } from "../sinks/vnc/mod.ts";
 import { waitFor } from "./helpers.ts";
+import { mulberry32 } from "./prng.ts";
 
 /** A simulated guest served by rxfb's VNC server on a free display, in this process. */
 export interface VncRig {
@@ -68,14 +69,7 @@ export async function vncRig(
 export function paintTestPicture(sim: SimGuest, seed = 1): void {
   const fb = sim.fbfront!.fb;
   const px = new Uint32Array(fb.sab, fb.byteOffset, (fb.stride / 4) * fb.height);
-  let s = seed >>> 0;
-  const rnd = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rnd = mulberry32(seed);
   const w = fb.width, h = fb.height, sw = fb.stride / 4;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {

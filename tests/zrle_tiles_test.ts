@@ -20,6 +20,7 @@ import {
 } from "../pipeline/pixel_format.ts";
 import type { Rect } from "../pipeline/rect.ts";
 import { createWorkload } from "../sources/sim/programs/workloads.ts";
+import { mulberry32 as rng } from "./prng.ts";
 
 const FORMATS: [string, PixelFormat][] = [
   ["XRGB8888 (in place, CPIXEL 3)", XRGB8888],
@@ -40,18 +41,6 @@ const FORMATS: [string, PixelFormat][] = [
   ["RGB565", RGB565],
   ["BGR233", BGR233],
 ];
-
-/** mulberry32. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The reference: ZRLE tile data of `r`, tile by tile from the client's pixel values. */
 function referenceTiles(fb: Framebuffer, r: Rect, pf: PixelFormat): Uint8Array {
