@@ -34,6 +34,7 @@ import {
 import type { Rect } from "../pipeline/rect.ts";
 import { createWorkload } from "../sources/sim/programs/workloads.ts";
 import { mulberry32 as rng } from "./prng.ts";
+import { R11G11B10 } from "./pixel_formats.ts";
 
 // ---------------------------------------------------------------------------
 // Client pixel formats
@@ -43,19 +44,6 @@ const RGB565_BE: PixelFormat = { ...RGB565, bigEndian: true };
 /** Colour in the most significant three bytes (CPIXEL from the top). */
 const RGBX_LE: PixelFormat = { ...XRGB8888, redShift: 24, greenShift: 16, blueShift: 8 };
 const RGBX_BE: PixelFormat = { ...RGBX_LE, bigEndian: true };
-/** 32 bits of colour: CPIXEL stays 4 bytes. */
-const R11G11B10: PixelFormat = {
-  bitsPerPixel: 32,
-  depth: 32,
-  bigEndian: false,
-  trueColour: true,
-  redMax: 2047,
-  greenMax: 2047,
-  blueMax: 1023,
-  redShift: 21,
-  greenShift: 10,
-  blueShift: 0,
-};
 
 const FORMATS: [string, PixelFormat][] = [
   ["32LE", XRGB8888],

@@ -21,23 +21,13 @@ import {
 import type { Rect } from "../pipeline/rect.ts";
 import { createWorkload } from "../sources/sim/programs/workloads.ts";
 import { mulberry32 as rng } from "./prng.ts";
+import { R11G11B10 } from "./pixel_formats.ts";
 
 const FORMATS: [string, PixelFormat][] = [
   ["XRGB8888 (in place, CPIXEL 3)", XRGB8888],
   ["XRGB8888 BE (CPIXEL 3)", { ...XRGB8888, bigEndian: true }],
   ["RGBX LE (CPIXEL 3, shifted)", { ...XRGB8888, redShift: 24, greenShift: 16, blueShift: 8 }],
-  ["R11G11B10 (CPIXEL 4)", {
-    bitsPerPixel: 32,
-    depth: 32,
-    bigEndian: false,
-    trueColour: true,
-    redMax: 2047,
-    greenMax: 2047,
-    blueMax: 1023,
-    redShift: 21,
-    greenShift: 10,
-    blueShift: 0,
-  }],
+  ["R11G11B10 (CPIXEL 4)", R11G11B10],
   ["RGB565", RGB565],
   ["BGR233", BGR233],
 ];
