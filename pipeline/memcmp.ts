@@ -36,16 +36,12 @@ const FFI_MIN_BYTES = 1024;
 
 type Memcmp = (a: bigint, b: bigint, n: number) => number;
 
-interface Libc {
-  memcmp: Memcmp;
-}
+let memcmpFn: Memcmp | null | undefined;
 
-let libcFns: Libc | null | undefined;
-
-/** libc's memcmp taking raw addresses, or null (also: whether FFI is allowed at all). */
-function libc(): Libc | null {
-  if (libcFns !== undefined) return libcFns;
-  libcFns = null;
+/** libc's memcmp taking raw addresses, or null (so also: whether FFI may be used). */
+function libcMemcmp(): Memcmp | null {
+  if (memcmpFn !== undefined) return memcmpFn;
+  memcmpFn = null;
   try {
     if (typeof Deno === "undefined" || typeof Deno.dlopen !== "function") return null;
     if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
@@ -64,18 +60,16 @@ function libc(): Libc | null {
         // optimised call path expects a BigInt: each number was a deoptimisation of the caller,
         // then another optimisation on V8's compiler threads, over and over (about 2 ms of CPU
         // a frame when a 1080p scroll was checked). A BigInt costs tens of nanoseconds.
-        libcFns = {
-          memcmp: lib.symbols.memcmp as unknown as Memcmp,
-        };
+        memcmpFn = lib.symbols.memcmp as unknown as Memcmp;
         break;
       } catch {
         // try the next name
       }
     }
   } catch {
-    libcFns = null;
+    memcmpFn = null;
   }
-  return libcFns;
+  return memcmpFn;
 }
 
 /** Address of byte 0 of each view handed to libc (views are long-lived: framebuffers). */
@@ -129,7 +123,7 @@ export class SpanComparer {
   constructor(readonly a: Uint8Array, readonly b: Uint8Array) {
     this.wa = wordsOf(a.buffer);
     this.wb = wordsOf(b.buffer);
-    this.memcmp = libc()?.memcmp ?? null;
+    this.memcmp = libcMemcmp();
     this.pa = this.memcmp ? addressOf(a) : 0;
     this.pb = this.memcmp ? addressOf(b) : 0;
   }
@@ -179,7 +173,7 @@ export function unshared<T extends View>(v: T): T {
   let a = aliases.get(v);
   if (a === undefined) {
     a = v;
-    if (libc() !== null) {
+    if (libcMemcmp() !== null) {
       const p = Deno.UnsafePointer.of(v);
       if (p !== null) {
         const buf = Deno.UnsafePointerView.getArrayBuffer(p, v.byteLength);
