@@ -178,9 +178,9 @@ export class FrameMailbox {
   /**
    * vCPU: blocks the thread for up to `ms` milliseconds, or less once the
    * kernel stops, mails or (see {@link wantsDone}) handles a frame: any
-   * wake-up after `wakes` was read. A futex wait: on a Worker it costs a third of what a timer does,
-   * whose every turn of the event loop runs far more code (0.09 against
-   * 0.27 ms of CPU a wake-up here, 60 times a second).
+   * wake-up after `wakes` was read. A futex wait: on a Worker it costs a
+   * third of what a timer does, whose every turn of the event loop runs far
+   * more code (0.09 against 0.27 ms of CPU a wake-up here, 60 times a second).
    */
   sleep(wakes: number, ms: number): void {
     if (ms > 0) Atomics.wait(this.i32, WAKE, wakes, ms);
