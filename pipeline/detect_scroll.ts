@@ -12,7 +12,10 @@
  * is then checked exactly, row by row over the area's columns, and the run of
  * equal rows holding the most rows that changed at all is the answer. The
  * result is therefore exact: the signatures only choose which shift to check
- * (and which rows count as changed).
+ * (and which rows count as changed). With a {@link SignatureMemo}, the shift
+ * found last time on the same area is checked first: a terminal scrolling
+ * line after line is then found without signatures, as long as most rows
+ * moved by that shift and some of them differ from what was there.
  *
  * @example
  * ```ts
@@ -71,6 +74,21 @@ export interface ScrollOptions {
 export class SignatureMemo {
   private key = "";
   private sig: Int32Array | undefined;
+  private shiftKey = "";
+  private shift = 0;
+  /** Scrolls found by checking the last shift first, without signatures (for tests and statistics). */
+  predicted = 0;
+
+  /** The shift found on this area last time, if the last check found one. */
+  lastShift(key: string): number | undefined {
+    return key === this.shiftKey ? this.shift : undefined;
+  }
+
+  /** Takes note of the shift found on an area (undefined: none). */
+  setShift(key: string, dy: number | undefined): void {
+    this.shiftKey = dy === undefined ? "" : key;
+    this.shift = dy ?? 0;
+  }
 
   /** The signatures kept for `key`, if any. */
   get(key: string): Int32Array | undefined {
@@ -82,10 +100,16 @@ export class SignatureMemo {
     this.sig = sig;
   }
 
-  /** Forgets them (the previous frame was replaced). */
-  clear(): void {
+  /** Forgets the signatures (the previous frame was replaced, or they were not taken). */
+  forgetSignatures(): void {
     this.key = "";
     this.sig = undefined;
+  }
+
+  /** Forgets everything (the previous frame was replaced). */
+  clear(): void {
+    this.forgetSignatures();
+    this.shiftKey = "";
   }
 }
 
@@ -116,9 +140,26 @@ export function detectVerticalScroll(
   const bpp = bytesPerPixel(next.format);
   const samples = Math.max(1, Math.min(w, opts.samples ?? 48));
   const key = `${x0},${y0},${w},${h},${samples},${bpp},${next.stride}`;
+  const cmp = new SpanComparer(next.bytes, prev.bytes);
+  const band = { cmp, next, prev, x0, w, y0, y1, bpp };
+
+  // A terminal that scrolled last frame most likely scrolled by as much again: that shift is
+  // checked first, exactly, and taken when most rows moved so and some of them really changed;
+  // the signatures (a read of every row) are then not needed.
+  const predicted = opts.memo?.lastShift(key);
+  if (predicted !== undefined && Math.abs(predicted) <= maxShift) {
+    const run = longestRun(band, predicted, undefined);
+    if (run.len * 2 >= h && run.len >= minRows && changedInPlace(band, run)) {
+      opts.memo!.forgetSignatures(); // this frame's were not taken
+      opts.memo!.predicted++;
+      return { dy: predicted, y0: run.start, y1: run.start + run.len };
+    }
+  }
+
   const sigPrev = opts.memo?.get(key) ?? signatures(prev, x0, w, y0, y1, bpp, samples);
   const sigNext = signatures(next, x0, w, y0, y1, bpp, samples);
   opts.memo?.set(key, sigNext);
+  opts.memo?.setShift(key, undefined);
 
   // Rows of prev by signature; -1 marks a signature seen on more than one row.
   const rowOf = new Map<number, number>();
@@ -144,14 +185,40 @@ export function detectVerticalScroll(
   }
   if (bestVotes === 0) return undefined;
 
-  // Exact check of the winning shift: the longest run of rows equal to prev's moved rows.
-  // A run must hold enough rows that changed at all (by their signatures): rows that are
-  // also equal where they were (repeating patterns, or a part the guest has not redrawn
-  // yet) are not worth a copy.
-  const dy = best;
+  // Exact check of the winning shift: the run of rows equal to prev's moved rows that holds
+  // the most rows that changed at all (by their signatures): rows that are also equal where
+  // they were (repeating patterns, or a part the guest has not redrawn yet) are not worth a copy.
+  const run = longestRun(band, best, (i) => sigNext[i] !== sigPrev[i]);
+  if (run.len < minRows || run.changed < minRows) return undefined;
+  opts.memo?.setShift(key, best);
+  return { dy: best, y0: run.start, y1: run.start + run.len };
+}
+
+/** The rows of the area being checked, and the comparer of `next` with `prev`. */
+interface Band {
+  readonly cmp: SpanComparer;
+  readonly next: Framebuffer;
+  readonly prev: Framebuffer;
+  readonly x0: number;
+  readonly w: number;
+  readonly y0: number;
+  readonly y1: number;
+  readonly bpp: number;
+}
+
+/**
+ * The run of rows of `b` in `next` equal to `prev`'s rows `dy` further, that
+ * holds the most rows `changed` says changed (row index from `b.y0`), or the
+ * longest without `changed`.
+ */
+function longestRun(
+  b: Band,
+  dy: number,
+  changed: ((i: number) => boolean) | undefined,
+): { start: number; len: number; changed: number } {
+  const { cmp, next, prev, x0, w, y0, y1, bpp } = b;
   const from = Math.max(y0, y0 - dy), to = Math.min(y1, y1 - dy);
   const n = w * bpp;
-  const cmp = new SpanComparer(next.bytes, prev.bytes);
   // Whole rows lie back to back: a block of rows is compared in one call first, and row by row
   // only when it differs (one call per row costs more than the comparing, at 1080p).
   const whole = x0 === 0 && n === next.stride && next.stride === prev.stride;
@@ -169,7 +236,7 @@ export function detectVerticalScroll(
         runStart = y;
         runChanged = 0;
       }
-      if (sigNext[y - y0] !== sigPrev[y - y0]) runChanged++;
+      if (!changed || changed(y - y0)) runChanged++;
     } else if (runStart >= 0) {
       if (runChanged > bestChanged) {
         bestLen = y - runStart;
@@ -179,8 +246,24 @@ export function detectVerticalScroll(
       runStart = -1;
     }
   }
-  if (bestLen < minRows || bestChanged < minRows) return undefined;
-  return { dy, y0: bestStart, y1: bestStart + bestLen };
+  return { start: bestStart, len: bestLen, changed: bestChanged };
+}
+
+/** Rows of a run sampled by {@link changedInPlace}. */
+const IN_PLACE_SAMPLES = 8;
+
+/**
+ * True when some of a few rows spread over the run differ from `prev`'s rows
+ * in place: the rows really moved, rather than being the same as before
+ * (blank rows equal whatever the shift).
+ */
+function changedInPlace(b: Band, run: { start: number; len: number }): boolean {
+  const { cmp, next, prev, x0, w, bpp } = b;
+  for (let k = 0; k < IN_PLACE_SAMPLES; k++) {
+    const y = run.start + Math.floor(((k + 0.5) * run.len) / IN_PLACE_SAMPLES);
+    if (!cmp.equal(y * next.stride + x0 * bpp, y * prev.stride + x0 * bpp, w * bpp)) return true;
+  }
+  return false;
 }
 
 /** Rows of a block compared in one call by the exact check (see detectVerticalScroll). */

@@ -176,6 +176,31 @@ Deno.test("detectVerticalScroll: whatever it answers is exact (low-entropy pictu
 
 Deno.test("detectVerticalScroll: with a SignatureMemo, a frame's signatures stand for the next call's previous frame; stale ones cost a scroll, never exactness", () => {
   const w = 640, h = 400;
+  const area = { x: 0, y: 0, w, h };
+  const memo = new SignatureMemo();
+  const rnd = prng(7);
+  const noise: Framebuffer = { ...blank(w, h), stride: w * 4, bytes: new Uint8Array(w * h * 4) };
+  for (let i = 0; i < noise.bytes.length; i++) noise.bytes[i] = rnd() * 256;
+  // Noise scrolled by 24 rows is found, and the memo keeps `moved`'s signatures.
+  const moved = scroll(noise, 0, w, 0, h - 24, 24);
+  assertEquals(detectVerticalScroll(noise, moved, area, { memo })?.dy, 24);
+  // The caller then replaced its previous frame unseen and the picture scrolled by 40: the
+  // last shift (24) does not fit, and the stale signatures cost this scroll, nothing else.
+  const other: Framebuffer = { ...noise, bytes: noise.bytes.map((b) => b ^ 0x5a) };
+  const other2 = scroll(other, 0, w, 0, h - 40, 40);
+  assertEquals(detectVerticalScroll(other, other2, area, { memo }), undefined);
+  // The memo now holds `other2`'s signatures, which are true for the next call.
+  const other3 = scroll(other2, 0, w, 0, h - 40, 40);
+  const s3 = detectVerticalScroll(other2, other3, area, { memo });
+  assert(s3 && s3.dy === 40, JSON.stringify(s3));
+  assertExact(other2, other3, 0, w, s3);
+  // A memo forgotten is a memo not used.
+  memo.clear();
+  assertEquals(detectVerticalScroll(other, other2, area, { memo })?.dy, 40);
+});
+
+Deno.test("detectVerticalScroll: a terminal scrolling line after line is found by its last shift, without signatures; the answers are the same and exact", () => {
+  const w = 640, h = 400;
   const px = new Uint32Array(w * h);
   const prog = createWorkload("scroll", w, h);
   const frame = (n: number): Framebuffer => {
@@ -186,26 +211,26 @@ Deno.test("detectVerticalScroll: with a SignatureMemo, a frame's signatures stan
   const area = { x: 0, y: 0, w, h };
   const memo = new SignatureMemo();
   let prev = frame(0);
-  for (let n = 1; n <= 6; n++) {
+  for (let n = 1; n <= 8; n++) {
     const next = frame(n);
-    assertEquals(detectVerticalScroll(prev, next, area, { memo }), { dy: 16, y0: 16, y1: 384 });
+    const s = detectVerticalScroll(prev, next, area, { memo });
+    assertEquals(s, detectVerticalScroll(prev, next, area), `frame ${n}: as without a memo`);
+    assertEquals(s, { dy: 16, y0: 16, y1: 384 });
+    assertExact(prev, next, 0, w, s!);
     prev = next;
   }
-  // Noise scrolled by 24 rows is found without a memo ...
-  const noise: Framebuffer = { ...prev, bytes: new Uint8Array(prev.bytes.length) };
-  const rnd = prng(7);
-  for (let i = 0; i < noise.bytes.length; i++) noise.bytes[i] = rnd() * 256;
-  const moved = scroll(noise, 0, w, 0, h - 24, 24);
-  assertEquals(detectVerticalScroll(noise, moved, area)?.dy, 24);
-  // ... but not when the memo says the previous frame is the terminal's last one (the caller
-  // replaced it unseen): the stale signatures cost that scroll, and nothing else.
-  assertEquals(detectVerticalScroll(noise, moved, area, { memo }), undefined);
-  // The memo now holds `moved`'s signatures, which are true for the next call.
-  const moved2 = scroll(moved, 0, w, 0, h - 24, 24);
-  const s2 = detectVerticalScroll(moved, moved2, area, { memo });
-  assert(s2 && s2.dy === 24, JSON.stringify(s2));
-  assertExact(moved, moved2, 0, w, s2);
-  // A memo forgotten is a memo not used.
-  memo.clear();
-  assertEquals(detectVerticalScroll(noise, moved, area, { memo })?.dy, 24);
+  assertEquals(memo.predicted, 7, "frames 2 to 8 by the last shift");
+  // The terminal stops scrolling but keeps reporting damage: no answer.
+  assertEquals(detectVerticalScroll(prev, copy(prev), area, { memo }), undefined);
+  // A mostly blank screen whose blank rows equal themselves at any shift: no copy of blank
+  // rows onto blank rows, though the last shift fits them.
+  const blankish = frame(9);
+  const cleared: Framebuffer = { ...blankish, bytes: new Uint8Array(blankish.bytes.length) };
+  const memo2 = new SignatureMemo();
+  const b9 = frame(10);
+  assertEquals(detectVerticalScroll(blankish, b9, area, { memo: memo2 })?.dy, 16);
+  const cleared2 = copy(cleared);
+  cleared2.bytes.fill(7, 0, w * 4 * 3); // a change in the top rows only
+  assertEquals(detectVerticalScroll(cleared, cleared2, area, { memo: memo2 }), undefined);
+  assertEquals(memo2.predicted, 0);
 });
