@@ -224,15 +224,16 @@ export class ShadowFramebuffer implements Framebuffer {
       this.shiftView(y0, y1, dy);
       return;
     }
-    const b = this.copierFor(this.bytes);
+    const b = this.bytes; // the shadow's own memory is never shared: plain copyWithin
     if (x === 0 && w === this.width) {
-      b.copy(y0 * stride, (y0 + dy) * stride, band * stride);
+      b.copyWithin(y0 * stride, (y0 + dy) * stride, (y1 + dy) * stride);
       return;
     }
     // Row by row, in the order that never overwrites a row still to be read.
     const step = dy > 0 ? 1 : -1;
     for (let y = dy > 0 ? y0 : y1 - 1; y >= y0 && y < y1; y += step) {
-      b.copy(y * stride + x * bpp, (y + dy) * stride + x * bpp, n);
+      const s = (y + dy) * stride + x * bpp;
+      b.copyWithin(y * stride + x * bpp, s, s + n);
     }
   }
 

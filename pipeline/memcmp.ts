@@ -220,8 +220,3 @@ export class SpanCopier {
     else d.set(s.subarray(si, si + n), di);
   }
 }
-
-/** `bytes.copyWithin(target, start, end)`, through an {@link unshared} view. */
-export function moveWithin(bytes: Uint8Array, target: number, start: number, end: number): void {
-  new SpanCopier(bytes, bytes).copy(target, start, end - start);
-}

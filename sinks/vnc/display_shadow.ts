@@ -117,7 +117,10 @@ export class DisplayShadow {
   /** The guest's framebuffer, from its last resize. */
   private live: Framebuffer | undefined;
   private shadow: ShadowFramebuffer | undefined;
-  /** The rows' signatures of the last scroll check: the shadow's, once it took that frame. */
+  /**
+   * What the last scroll check learnt: its rows' signatures (the shadow's, once
+   * it took that frame) and the shift it found.
+   */
   private readonly scrollMemo = new SignatureMemo();
   /** Pins per shadow (the current one and older ones still being written). */
   private readonly pins = new Map<ShadowFramebuffer, number>();
