@@ -249,6 +249,11 @@ class ByteQueue {
     return this.take(n);
   }
 
+  /** Exactly n bytes if queued already, else undefined (nothing taken). */
+  tryRead(n: number): Uint8Array | undefined {
+    return this.size >= n ? this.take(n) : undefined;
+  }
+
   /** Whatever is queued (at least a byte), or null once closed and empty. */
   async readSome(): Promise<Uint8Array | null> {
     while (this.size === 0) {
@@ -299,6 +304,7 @@ export class MemoryPipe {
     this.server = {
       remote,
       read: (n) => pipe.toServer.read(n),
+      tryRead: (n) => pipe.toServer.tryRead(n),
       write(b) {
         if (pipe.toClient.closed) return Promise.reject(new StreamClosed());
         pipe.toClient.push(b.slice());

@@ -80,6 +80,19 @@ const PARALLEL_MIN_AREA = 128 * 1024;
 const enc = new TextEncoder();
 
 /**
+ * Body lengths of the fixed-size client messages handled from their bytes
+ * alone (no reply awaited), among them the ones a viewer sends many times a
+ * second. One already buffered whole is handled at once: no timer, no promise.
+ */
+const FIXED_BODY: Readonly<Record<number, number>> = {
+  0: 19, // SetPixelFormat
+  3: 9, // FramebufferUpdateRequest
+  4: 7, // KeyEvent
+  5: 5, // PointerEvent
+  255: 11, // QEMU client message (subtype 0, Extended Key Event: the only one)
+};
+
+/**
  * One RFB client, from ProtocolVersion to disconnect: the handshake, the
  * client's messages, and FramebufferUpdates from the guest's display, whose
  * changes merge while the client has no request outstanding (so a slow
@@ -137,7 +150,12 @@ export class RfbConnection {
     try {
       await this.withTimeout(this.handshake(), "stalled in the handshake");
       this.startUpdates();
-      for (;;) await this.message();
+      // Until closed: bytes a client sent before it was cut off are not acted on.
+      while (this.closedReason === undefined) {
+        const [type] = this.stream.tryRead?.(1) ?? await this.read(1);
+        const waiting = this.message(type);
+        if (waiting) await waiting;
+      }
     } catch (e) {
       this.close(
         e instanceof StreamClosed
@@ -294,31 +312,29 @@ export class RfbConnection {
 
   // ---- client messages ---------------------------------------------------
 
-  private async message() {
-    const [type] = await this.read(1);
-    await this.withTimeout(this.messageBody(type), `message ${type} stalled`);
+  /**
+   * Handles the message of type `type` (its type byte read). A fixed-size one
+   * whose body is buffered is handled synchronously; the others wait for
+   * their bytes under the stall timeout (a promise is returned only then).
+   */
+  private message(type: number): Promise<void> | undefined {
+    const size = FIXED_BODY[type];
+    const body = size === undefined ? undefined : this.stream.tryRead?.(size);
+    if (body) {
+      this.fixedMessage(type, body);
+      return undefined;
+    }
+    return this.withTimeout(this.messageBody(type), `message ${type} stalled`);
   }
 
-  private async messageBody(type: number) {
+  /** A fixed-size message (see FIXED_BODY), `b` its whole body. */
+  private fixedMessage(type: number, b: Uint8Array) {
+    const dv = new DataView(b.buffer, b.byteOffset, b.length);
     switch (type) {
-      case 0: { // SetPixelFormat
-        const b = await this.read(19);
+      case 0: // SetPixelFormat
         this.setPixelFormat(decodePixelFormat(b.subarray(3)));
         return;
-      }
-      case 2: { // SetEncodings
-        const h = await this.read(3);
-        const n = (h[1] << 8) | h[2];
-        const b = await this.read(n * 4);
-        const dv = new DataView(b.buffer, b.byteOffset, b.length);
-        const list: number[] = [];
-        for (let i = 0; i < n; i++) list.push(dv.getInt32(i * 4));
-        await this.setEncodings(list);
-        return;
-      }
       case 3: { // FramebufferUpdateRequest
-        const b = await this.read(9);
-        const dv = new DataView(b.buffer, b.byteOffset, 9);
         const r = {
           x: dv.getUint16(1),
           y: dv.getUint16(3),
@@ -329,15 +345,10 @@ export class RfbConnection {
         this.want();
         return;
       }
-      case 4: { // KeyEvent
-        const b = await this.read(7);
-        const keysym = new DataView(b.buffer, b.byteOffset, 7).getUint32(3);
-        this.keys(this.o.keys.keyEvent(keysym, b[0] !== 0));
+      case 4: // KeyEvent
+        this.keys(this.o.keys.keyEvent(dv.getUint32(3), b[0] !== 0));
         return;
-      }
       case 5: { // PointerEvent
-        const b = await this.read(5);
-        const dv = new DataView(b.buffer, b.byteOffset, 5);
         const fb = this.o.source.framebuffer();
         const evs = this.pointer.map(
           b[0],
@@ -347,6 +358,26 @@ export class RfbConnection {
           fb?.height ?? 1,
         );
         for (const e of evs) this.o.source.input.next(e);
+        return;
+      }
+      case 255: // QEMU client message
+        qemuSubtype(b[0]);
+        this.qemuKeyEvent(b.subarray(1));
+        return;
+    }
+  }
+
+  /** The messages that wait for their bytes: variable-size, replying, or not yet buffered. */
+  private async messageBody(type: number) {
+    switch (type) {
+      case 2: { // SetEncodings
+        const h = await this.read(3);
+        const n = (h[1] << 8) | h[2];
+        const b = await this.read(n * 4);
+        const dv = new DataView(b.buffer, b.byteOffset, b.length);
+        const list: number[] = [];
+        for (let i = 0; i < n; i++) list.push(dv.getInt32(i * 4));
+        await this.setEncodings(list);
         return;
       }
       case 6: { // ClientCutText: read and ignored
@@ -393,20 +424,28 @@ export class RfbConnection {
         this.nudge();
         return;
       }
-      case 255: { // QEMU client message
+      case 255: { // QEMU client message: a bad subtype is refused before the rest arrives
         const [sub] = await this.read(1);
-        if (sub !== 0) throw new ProtocolError(`unknown QEMU client message ${sub}`);
-        const b = await this.read(10);
-        const dv = new DataView(b.buffer, b.byteOffset, 10);
-        const down = dv.getUint16(0) !== 0, keysym = dv.getUint32(2), xt = dv.getUint32(6);
-        const code = xt ? this.o.keys.xtToEvdev(xt) : undefined;
-        if (code !== undefined) this.keys([{ code, down }]);
-        else this.keys(this.o.keys.keyEvent(keysym, down));
+        qemuSubtype(sub);
+        this.qemuKeyEvent(await this.read(10));
         return;
       }
-      default:
-        throw new ProtocolError(`unknown client message type ${type}`);
+      default: {
+        const size = FIXED_BODY[type];
+        if (size === undefined) throw new ProtocolError(`unknown client message type ${type}`);
+        this.fixedMessage(type, await this.read(size));
+        return;
+      }
     }
+  }
+
+  /** QEMU Extended Key Event, `b` its 10 bytes after the subtype. */
+  private qemuKeyEvent(b: Uint8Array) {
+    const dv = new DataView(b.buffer, b.byteOffset, 10);
+    const down = dv.getUint16(0) !== 0, keysym = dv.getUint32(2), xt = dv.getUint32(6);
+    const code = xt ? this.o.keys.xtToEvdev(xt) : undefined;
+    if (code !== undefined) this.keys([{ code, down }]);
+    else this.keys(this.o.keys.keyEvent(keysym, down));
   }
 
   private pendingDesktopSizeReply = false;
@@ -672,6 +711,11 @@ export class RfbConnection {
     this.pool ??= EncodePool.acquire({ log: this.o.log });
     return this.pool?.ready ?? false;
   }
+}
+
+/** Refuses QEMU client messages other than Extended Key Event. */
+function qemuSubtype(sub: number): void {
+  if (sub !== 0) throw new ProtocolError(`unknown QEMU client message ${sub}`);
 }
 
 /** The format ServerInit announces: the guest's, with packed 24 bpp served as 32 bpp. */

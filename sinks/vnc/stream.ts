@@ -7,6 +7,13 @@ export interface RfbStream {
   readonly remote: string;
   /** Resolves with exactly `n` bytes; rejects with StreamClosed at end of stream. */
   read(n: number): Promise<Uint8Array>;
+  /**
+   * Exactly `n` bytes if that many are buffered already, else undefined and
+   * nothing is taken; never waits. Lets the protocol code handle a message
+   * that arrived whole without a promise or a timer. Not while a read() is
+   * pending. Optional: without it, every read waits.
+   */
+  tryRead?(n: number): Uint8Array | undefined;
   /** Queues bytes for sending; resolves when the transport took them. */
   write(b: Uint8Array): Promise<void>;
   /** Bytes handed to write() and not yet taken by the transport. */
@@ -81,6 +88,15 @@ export class ConnStream implements RfbStream {
       }
       this.end += got;
     }
+    return this.take(n);
+  }
+
+  tryRead(n: number): Uint8Array | undefined {
+    return this.end - this.start >= n ? this.take(n) : undefined;
+  }
+
+  /** A copy: the buffer is compacted by later reads. */
+  private take(n: number): Uint8Array {
     const out = this.buf.slice(this.start, this.start + n);
     this.start += n;
     return out;

@@ -61,6 +61,14 @@ export class WebSocketStream implements RfbStream {
       if (this.isClosed) throw new StreamClosed();
       await new Promise<void>((r) => this.waiter = r);
     }
+    return this.take(n);
+  }
+
+  tryRead(n: number): Uint8Array | undefined {
+    return this.have >= n ? this.take(n) : undefined;
+  }
+
+  private take(n: number): Uint8Array {
     const out = new Uint8Array(n);
     let off = 0;
     while (off < n) {
