@@ -150,6 +150,78 @@ Deno.test("perf: damage without change sends only the stamp's changed cells (sta
   }
 });
 
+Deno.test("perf: Raw with CopyRect paints the stamp's cells from cells the viewer shows (static, < 1 KB a frame), exact", async () => {
+  const r = await run("static", [RAW, COPYRECT], 40);
+  // The first frames teach the server where the viewer shows white and black cells.
+  const later = r.bytes.slice(10);
+  assert(mean(later) < 1024, `${mean(later).toFixed(0)} bytes a frame: ${later}`);
+  const copies = r.rects.slice(10).flat().filter((x) => x.encoding === COPYRECT);
+  assert(copies.length >= 30 * 4, `${copies.length} CopyRects in 30 frames`);
+  assert(copies.every((x) => x.w === 8 && x.h === 8), "8x8 cells");
+  // Without CopyRect, the cells go as pixels.
+  const plain = await run("static", [RAW], 12);
+  assert(plain.rects.flat().every((x) => x.encoding === RAW), "no CopyRect");
+  assert(mean(plain.bytes.slice(2)) > 2048, `${mean(plain.bytes.slice(2))} bytes a frame`);
+});
+
+Deno.test("perf: Raw with CopyRect: a moving block's background comes by copy, exact", async () => {
+  const cursor = await run("cursor", [RAW, COPYRECT], 25);
+  const moved = cursor.rects.slice(5).flat().filter((x) => x.encoding === COPYRECT);
+  assert(moved.length >= 20 * 16, `${moved.length} CopyRects: the background the block leaves`);
+  assert(mean(cursor.bytes.slice(5)) < 12 * 1024, `${mean(cursor.bytes.slice(5))} bytes a frame`);
+});
+
+Deno.test("perf: Raw with CopyRect: cells copied in the update that also scrolls, after the scroll's copy, exact", async () => {
+  // A terminal (rows 16..1080, scrolled 16 rows a frame) under a row of 8x8 cells that flip:
+  // each update holds the scroll's CopyRect, then cells copied from unchanged cells.
+  const rig = await vncRig({ width: W, height: H });
+  const fb = rig.sim.fbfront!.fb;
+  const stride = fb.stride / 4;
+  const px = new Uint32Array(fb.sab, fb.byteOffset, stride * H);
+  const line = (y: number, n: number) => {
+    for (let x = 0; x < W; x++) {
+      px[y * stride + x] = Math.imul(n * 7919 + (x >> 3), 0x9e3779b1) >>> 8;
+    }
+  };
+  const cells = (n: number) => {
+    for (let i = 0; i < 64; i++) {
+      // Cells 0..39 flip at random; 40..63 stay, alternating.
+      const bit = i < 40 ? (Math.imul(n + 1, 0x9e3779b1) >>> (i % 24)) & 1 : i & 1;
+      const c = bit ? 0xffffff : 0x202020;
+      for (let y = 0; y < 8; y++) px.fill(c, y * stride + i * 8, y * stride + i * 8 + 8);
+    }
+  };
+  let n = 0;
+  for (let y = 16; y < H; y++) line(y, y);
+  cells(0);
+  rig.sim.fbfront!.damage([{ x: 0, y: 0, w: W, h: H }]);
+  const c = await RfbClient.connect(rig.port, 10_000);
+  try {
+    await c.handshake();
+    await c.setEncodings([RAW, COPYRECT]);
+    await c.request(false);
+    await c.update();
+    let both = 0;
+    for (let f = 1; f <= 20; f++) {
+      n++;
+      px.copyWithin(16 * stride, 32 * stride, H * stride); // the terminal scrolls
+      for (let y = H - 16; y < H; y++) line(y, H + n * 16 + y);
+      cells(n);
+      rig.sim.fbfront!.damage([{ x: 0, y: 0, w: W, h: H }]);
+      await c.request(true);
+      const rects = await c.update();
+      assertSame(c, px, stride, `frame ${f}`);
+      const scroll = rects.filter((x) => x.encoding === COPYRECT && x.w === W);
+      const blocks = rects.filter((x) => x.encoding === COPYRECT && x.w === 8);
+      if (scroll.length === 1 && blocks.length > 0) both++;
+    }
+    assert(both >= 10, `${both} of 20 updates had the scroll's copy and copied cells`);
+  } finally {
+    c.close();
+    await rig.stop();
+  }
+});
+
 Deno.test("perf: a moving block (cursor) sends the two blocks and the stamp, exact", async () => {
   const r = await run("cursor", [ZRLE, COPYRECT], 10);
   for (const [i, rects] of r.rects.entries()) {

@@ -147,6 +147,19 @@ function showsExactly(x: Xvfb, win: string, rig: VncRig, v: TigerViewer, what: s
   );
 }
 
+/** 32 cells of 8x8 at (0, 160), white where `bits` has a 1 (bit i: cell i). */
+function paintCells(sim: SimGuest, bits: number): void {
+  const fb = sim.fbfront!.fb;
+  const px = new Uint32Array(fb.sab, fb.byteOffset, (fb.stride / 4) * fb.height);
+  for (let i = 0; i < 32; i++) {
+    const c = (bits >>> i) & 1 ? 0xffffff : 0;
+    for (let y = 160; y < 168; y++) {
+      px.fill(c, y * (fb.stride / 4) + i * 8, y * (fb.stride / 4) + i * 8 + 8);
+    }
+  }
+  sim.fbfront!.damage([{ x: 0, y: 160, w: 256, h: 8 }]);
+}
+
 /** Fills `r` of the guest framebuffer with a pattern (stripes, a ramp and noise) and damages it. */
 function paintBox(sim: SimGuest, r: Rect, seed: number): void {
   const fb = sim.fbfront!.fb;
@@ -234,7 +247,22 @@ for (const { enc, level, extra } of LOSSLESS) {
             await undamagedPixelIsUnseen(x, win, rig);
             rig.sim.fbfront!.damage([{ x: 200, y: 60, w: 1, h: 1 }]);
             await showsExactly(x, win, rig, v, `${enc}: one-pixel update`);
+            if (enc === "Raw") {
+              // A row of black and white 8x8 cells, then the first four flipped: Raw with
+              // CopyRect paints those from cells of their colour the viewer shows.
+              paintCells(rig.sim, 0b0110_1001_0011_1100_0101_1010_1100_0011);
+              await showsExactly(x, win, rig, v, "Raw: cells");
+              paintCells(rig.sim, 0b0110_1001_0011_1100_0101_1010_1100_1100);
+              await showsExactly(x, win, rig, v, "Raw: cells flipped");
+            }
           });
+          if (enc === "Raw") {
+            const summary = (l: string) => / of solid blocks\)/.test(l);
+            await waitFor(() => rig.log.some(summary), "the viewer's summary");
+            const sent = rig.log.find(summary)!;
+            const blocks = Number(/\((\d+) of solid blocks\)/.exec(sent)![1]);
+            assert(blocks >= 4, sent);
+          }
         } finally {
           await rig.stop();
         }

@@ -11,6 +11,7 @@ import { checkClientFormat, decodePixelFormat, encodePixelFormat } from "./pixel
 import { PointerMapper } from "./pointer.ts";
 import { ConnStream, type RfbStream, StreamClosed } from "./stream.ts";
 import { UpdateTracker } from "./update_tracker.ts";
+import { BLOCK, SolidSources } from "./solid_copies.ts";
 import { DisplayShadow, type ShadowListener } from "./display_shadow.ts";
 import type { ShadowFramebuffer } from "../../pipeline/compare_tiles.ts";
 import { UpdateWriter } from "./update_writer.ts";
@@ -117,6 +118,10 @@ export class RfbConnection {
   private readonly pointer = new PointerMapper();
   private readonly tracker = new UpdateTracker();
   private readonly writer = new UpdateWriter();
+  /** Where this viewer shows solid blocks (Raw with CopyRect only). */
+  private readonly solids = new SolidSources();
+  /** What this viewer was sent, logged when it goes. */
+  private readonly sent = { updates: 0, copies: 0, blocks: 0 };
   private readonly shadow: DisplayShadow;
   /** This connection as the shadow's listener, once updates started. */
   private listener: ShadowListener | undefined;
@@ -186,6 +191,13 @@ export class RfbConnection {
     if (this.pool) EncodePool.release();
     this.pool = undefined;
     this.stream.close();
+    const n = this.sent;
+    if (n.updates > 0) {
+      this.o.log.info(
+        `${this.remote}: sent ${n.updates} updates, ${n.copies + n.blocks} CopyRects ` +
+          `(${n.blocks} of solid blocks)`,
+      );
+    }
     this.o.log.info(`${this.remote}: disconnected: ${reason}`);
   }
 
@@ -510,6 +522,7 @@ export class RfbConnection {
       }
     }
     this.tracker.copyRect = this.pseudo.has(Encoding.CopyRect);
+    this.solids.clear(); // what the viewer shows may have come lossy (JPEG) since
     // TightPNG clients (noVNC) list it as a pseudo-number; it is a real encoding.
     if (!picked && this.pseudo.has(Encoding.TightPNG)) {
       const made = this.encoders.get(Encoding.TightPNG) ?? this.o.createEncoder(Encoding.TightPNG);
@@ -546,7 +559,10 @@ export class RfbConnection {
       get copyRect() {
         return tracker.copyRect;
       },
-      resized: (fb) => tracker.reset(fb.width, fb.height),
+      resized: (fb) => {
+        tracker.reset(fb.width, fb.height);
+        this.solids.clear();
+      },
       moved: (dst, dy) => tracker.moved(dst, dy),
       changed: (rects) => tracker.changed(rects),
       settled: () => this.flush(),
@@ -647,6 +663,7 @@ export class RfbConnection {
           rectHeader(w, r.x, r.y, r.w, r.h, Encoding.CopyRect);
           w.u16(r.x).u16(r.y + g.dy);
           u.count(1);
+          this.sent.copies++;
         }
       }
     }
@@ -664,11 +681,26 @@ export class RfbConnection {
     // WebSocket and in-memory streams would see one message as several frames.
     const rawAsIs = this.preferred === Encoding.Raw && sameFormat(fb.format, this.pf) &&
       this.stream instanceof ConnStream;
+    // Raw viewers with CopyRect: small solid blocks come from where the viewer shows that colour.
+    const solids = this.preferred === Encoding.Raw && this.tracker.copyRect && !full
+      ? this.solids
+      : undefined;
     // Everything is read from the shadow before the first await: captures may change it then.
     const parallel: Promise<number>[] = [];
     const minParallel = encoder.parallelMinArea?.(opts) ?? PARALLEL_MIN_AREA;
     for (const r of rects) {
       if (r.w <= 0 || r.h <= 0) continue;
+      const blocks = solids?.plan(fb, r, region);
+      if (blocks) {
+        for (const b of blocks) {
+          rectHeader(w, b.x, b.y, BLOCK, BLOCK, Encoding.CopyRect);
+          w.u16(b.sx).u16(b.sy);
+        }
+        u.count(blocks.length);
+        this.sent.blocks += blocks.length;
+        continue;
+      }
+      solids?.learn(fb, r);
       if (rawAsIs && r.x === 0 && r.w === fb.width) {
         rectHeader(w, r.x, r.y, r.w, r.h, Encoding.Raw);
         u.reference(fb.bytes.subarray(r.y * fb.stride, (r.y + r.h) * fb.stride));
@@ -681,6 +713,7 @@ export class RfbConnection {
     }
     // The shadow's bytes are in the message: changes go to a copy until it is written (pinned
     // before any await: damage taken meanwhile would change it).
+    this.sent.updates++;
     const unpin = u.referencing ? this.shadow.pin() : undefined;
     try {
       await this.finishUpdate(u, w, parallel);
