@@ -255,7 +255,16 @@ async function measureFloor(): Promise<Row> {
     stderr: "inherit",
   }).spawn();
   try {
-    for (let i = 0; i < 300 && portFree(PORT); i++) await new Promise((r) => setTimeout(r, 50));
+    // Ready once it says so (probing the port by binding it could race with its own bind).
+    const lines = server.stdout.getReader();
+    let said = "";
+    while (!said.includes("serving")) {
+      const { value, done } = await lines.read();
+      if (done) throw new Error("floor: the server ended before serving");
+      said += dec.decode(value);
+    }
+    lines.releaseLock();
+    server.stdout.cancel().catch(() => {});
     const bench = new Deno.Command(RFBBENCH, {
       args: [
         `127.0.0.1:${PORT}`,
