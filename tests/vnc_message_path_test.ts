@@ -99,6 +99,9 @@ Deno.test("message path: tryRead takes exactly n buffered bytes, and nothing whe
     assertEquals(await s.read(3), Uint8Array.of(4, 5, 6), `${name}: across deliveries`);
     assertEquals(s.tryRead(1), Uint8Array.of(7), name);
     assertEquals(s.tryRead(1), undefined, `${name}: drained`);
+    // Zero bytes (a ClientCutText of length 0) are there at once, empty or not.
+    assertEquals(s.tryRead(0), new Uint8Array(0), `${name}: zero bytes, empty`);
+    assertEquals(await s.read(0), new Uint8Array(0), `${name}: read of zero bytes, empty`);
   }
 });
 

@@ -267,6 +267,7 @@ class ByteQueue {
   }
 
   private take(n: number): Uint8Array {
+    if (n === 0) return new Uint8Array(0); // (there may be no chunk at all)
     const first = this.chunks[0];
     if (first.length === n) {
       this.chunks.shift();
