@@ -88,7 +88,8 @@ function addressOf(v: Uint8Array): number {
 /** Int32 views over whole buffers, for the word loop. */
 const words = new WeakMap<ArrayBufferLike, Int32Array>();
 
-function wordsOf(buf: ArrayBufferLike): Int32Array {
+/** An Int32Array over all of `buf` (kept per buffer): word `i` is bytes `4i .. 4i + 3`. */
+export function wordsOf(buf: ArrayBufferLike): Int32Array {
   let w = words.get(buf);
   if (w === undefined || w.length !== buf.byteLength >> 2) {
     w = new Int32Array(buf, 0, buf.byteLength >> 2);

@@ -144,3 +144,20 @@ Deno.test("SolidSources: only 32-bit shadows; clear() forgets every place", () =
   s.clear();
   assertEquals(s.plan(fb, dst, Region.fromRect(dst)), undefined);
 });
+
+Deno.test("SolidSources.take: the copies when there are some, else the rectangle's blocks are learnt", () => {
+  const fb = wide((px, w) => {
+    block(px, w, 0, 0, RED);
+    block(px, w, 120, 6, RED);
+  });
+  const s = new SolidSources();
+  const first = rect(0, 0), later = rect(120, 6);
+  // No red place yet: nothing to copy, and (0,0) goes as pixels, so it is a place from then on.
+  assertEquals(s.take(fb, first, Region.fromRect(first)), undefined);
+  assertEquals(s.take(fb, later, Region.fromRect(later)), [{ x: 960, y: 48, sx: 0, sy: 0 }]);
+  // Copies are not learnt from (their blocks are not sent as pixels): (120,6) is no place.
+  s.clear();
+  s.learn(fb, first);
+  assertEquals(s.take(fb, later, Region.fromRect(later)), [{ x: 960, y: 48, sx: 0, sy: 0 }]);
+  assertEquals(s.plan(fb, first, Region.fromRects([first, later])), undefined);
+});

@@ -690,7 +690,7 @@ export class RfbConnection {
     const minParallel = encoder.parallelMinArea?.(opts) ?? PARALLEL_MIN_AREA;
     for (const r of rects) {
       if (r.w <= 0 || r.h <= 0) continue;
-      const blocks = solids?.plan(fb, r, region);
+      const blocks = solids?.take(fb, r, region);
       if (blocks) {
         for (const b of blocks) {
           rectHeader(w, b.x, b.y, BLOCK, BLOCK, Encoding.CopyRect);
@@ -700,7 +700,6 @@ export class RfbConnection {
         this.sent.blocks += blocks.length;
         continue;
       }
-      solids?.learn(fb, r);
       if (rawAsIs && r.x === 0 && r.w === fb.width) {
         rectHeader(w, r.x, r.y, r.w, r.h, Encoding.Raw);
         u.reference(fb.bytes.subarray(r.y * fb.stride, (r.y + r.h) * fb.stride));

@@ -36,6 +36,7 @@
  * @module
  */
 import type { Framebuffer } from "../../pipeline/framebuffer.ts";
+import { wordsOf } from "../../pipeline/memcmp.ts";
 import { bytesPerPixel } from "../../pipeline/pixel_format.ts";
 import type { Rect } from "../../pipeline/rect.ts";
 import type { Region } from "../../pipeline/region.ts";
@@ -72,16 +73,36 @@ export class SolidSources {
    * goes as pixels). `region` is the update's: places inside it are not used.
    */
   plan(fb: Framebuffer, r: Rect, region: Region): BlockCopy[] | undefined {
-    if (!fits(fb, r)) return undefined;
+    const colours = blockColours(fb, r);
+    return colours && this.copies(fb, r, region, colours);
+  }
+
+  /** The viewer is being sent `r` as pixels: its solid blocks are places from then on. */
+  learn(fb: Framebuffer, r: Rect): void {
+    const colours = blockColours(fb, r);
+    if (colours) this.remember(r, colours);
+  }
+
+  /**
+   * {@link plan}, and when that gives nothing, {@link learn} (for `r` then goes
+   * as pixels): the blocks' colours are read once.
+   */
+  take(fb: Framebuffer, r: Rect, region: Region): BlockCopy[] | undefined {
+    const colours = blockColours(fb, r);
+    if (!colours) return undefined;
+    const out = this.copies(fb, r, region, colours);
+    if (!out) this.remember(r, colours);
+    return out;
+  }
+
+  private copies(
+    fb: Framebuffer,
+    r: Rect,
+    region: Region,
+    colours: (number | undefined)[],
+  ): BlockCopy[] | undefined {
     // Every block one colour, or nothing to look for (most rectangles of a busy screen stop here).
-    const colours: number[] = [];
-    for (let y = r.y; y < r.y + r.h; y += BLOCK) {
-      for (let x = r.x; x < r.x + r.w; x += BLOCK) {
-        const c = solidColour(fb, x, y);
-        if (c === undefined) return undefined;
-        colours.push(c);
-      }
-    }
+    if (colours.includes(undefined)) return undefined;
     const busy = region.rects();
     // The region first (a few rectangles), then the pixels, which mostly differ at the first.
     const usable = (x: number, y: number, c: number) =>
@@ -93,7 +114,7 @@ export class SolidSources {
     let i = 0;
     for (let y = r.y; y < r.y + r.h; y += BLOCK) {
       for (let x = r.x; x < r.x + r.w; x += BLOCK) {
-        const c = colours[i++];
+        const c = colours[i++]!;
         let p = source.get(c);
         if (p === undefined) {
           p = this.places.get(c)?.find((p) => usable(p.x, p.y, c)) ?? near(r, c, usable) ??
@@ -107,16 +128,15 @@ export class SolidSources {
     return out;
   }
 
-  /** The viewer is being sent `r` as pixels: its solid blocks are places from then on. */
-  learn(fb: Framebuffer, r: Rect): void {
-    if (!fits(fb, r)) return;
+  private remember(r: Rect, colours: (number | undefined)[]): void {
+    let i = 0;
     for (let y = r.y; y < r.y + r.h; y += BLOCK) {
       for (let x = r.x; x < r.x + r.w; x += BLOCK) {
-        const c = solidColour(fb, x, y);
+        const c = colours[i++];
         if (c === undefined) continue;
         const list = this.places.get(c) ?? [];
-        const i = list.findIndex((p) => p.x === x && p.y === y);
-        if (i >= 0) list.splice(i, 1);
+        const k = list.findIndex((p) => p.x === x && p.y === y);
+        if (k >= 0) list.splice(k, 1);
         list.unshift({ x, y });
         if (list.length > PLACES) list.length = PLACES;
         this.places.delete(c); // the map's order is the colours' recency
@@ -126,6 +146,16 @@ export class SolidSources {
     // Bounded: a screen of many colours keeps the colours seen last.
     while (this.places.size > COLOURS) this.places.delete(this.places.keys().next().value!);
   }
+}
+
+/** Each block's colour (undefined: not one colour), row by row; undefined when `r` does not fit. */
+function blockColours(fb: Framebuffer, r: Rect): (number | undefined)[] | undefined {
+  if (!fits(fb, r)) return undefined;
+  const out: (number | undefined)[] = [];
+  for (let y = r.y; y < r.y + r.h; y += BLOCK) {
+    for (let x = r.x; x < r.x + r.w; x += BLOCK) out.push(solidColour(fb, x, y));
+  }
+  return out;
 }
 
 /** Blocks looked at each way beside a rectangle, on each of its rows of blocks. */
@@ -169,13 +199,13 @@ function fits(fb: Framebuffer, r: Rect): boolean {
     r.x + r.w <= fb.width && r.y + r.h <= fb.height;
 }
 
-/** True when every pixel of the block at (x, y) is `c`. */
+/** True when every pixel of the block at (x, y) is `c` (as a signed 32-bit word). */
 function solidIn(fb: Framebuffer, x: number, y: number, c: number): boolean {
   if (x < 0 || y < 0 || x + BLOCK > fb.width || y + BLOCK > fb.height) return false;
-  const words = wordsOf(fb.bytes);
-  const stride = fb.stride >> 2;
+  const words = wordsOf(fb.bytes.buffer), stride = fb.stride >> 2;
+  const base = (fb.bytes.byteOffset >> 2) + y * stride + x;
   for (let j = 0; j < BLOCK; j++) {
-    const row = (y + j) * stride + x;
+    const row = base + j * stride;
     for (let i = 0; i < BLOCK; i++) if (words[row + i] !== c) return false;
   }
   return true;
@@ -184,18 +214,6 @@ function solidIn(fb: Framebuffer, x: number, y: number, c: number): boolean {
 /** The colour of the block at (x, y) when all its pixels have it, else undefined. */
 function solidColour(fb: Framebuffer, x: number, y: number): number | undefined {
   if (x < 0 || y < 0 || x + BLOCK > fb.width || y + BLOCK > fb.height) return undefined;
-  const c = wordsOf(fb.bytes)[y * (fb.stride >> 2) + x];
+  const c = wordsOf(fb.bytes.buffer)[(fb.bytes.byteOffset >> 2) + y * (fb.stride >> 2) + x];
   return solidIn(fb, x, y, c) ? c : undefined;
-}
-
-const views = new WeakMap<Uint8Array, Uint32Array>();
-
-/** A 32-bit view of `b`, kept while `b` lives (a shadow's bytes change only when it scrolls). */
-function wordsOf(b: Uint8Array): Uint32Array {
-  let w = views.get(b);
-  if (w === undefined) {
-    w = new Uint32Array(b.buffer, b.byteOffset, b.byteLength >> 2);
-    views.set(b, w);
-  }
-  return w;
 }
