@@ -156,6 +156,9 @@ class Rig {
       port = Number(v ?? 0);
       return port > 0;
     }, `domain ${domid}'s VNC port\n--- backend log:\n${backend.text}`);
+    // The port is published before the framebuffer is mapped (a viewer that early is told 1x1,
+    // then the size by DesktopSize): the tests' viewers, which check the size at once, wait.
+    await backend.waitText(new RegExp(`dom${domid} vfb/0: mapped `));
     return port;
   }
 
